@@ -34,4 +34,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/metrics_speed.py
 
 clean-notebooks: $(STAMP)
-	$(PY) -m sgglib.nbclean notebooks/*.ipynb
+	$(VENV)/bin/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb
