@@ -20,15 +20,18 @@ def _as_boxes(boxes) -> np.ndarray:
 
 
 def _areas(b: np.ndarray) -> np.ndarray:
-    return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    # inf areas from absurd coordinates are fine: they give IoU 0, never NaN (nan_to_num below)
+    with np.errstate(over="ignore"):
+        return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
 
 
 def _inter_union(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
     wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = _areas(a)[:, None] + _areas(b)[None, :] - inter
+    with np.errstate(over="ignore", invalid="ignore"):
+        inter = wh[..., 0] * wh[..., 1]
+        union = _areas(a)[:, None] + _areas(b)[None, :] - inter
     return inter, union
 
 
@@ -48,8 +51,8 @@ def giou_matrix(a, b) -> np.ndarray:
     lt = np.minimum(a[:, None, :2], b[None, :, :2])
     rb = np.maximum(a[:, None, 2:], b[None, :, 2:])
     wh = np.clip(rb - lt, 0, None)
-    hull = wh[..., 0] * wh[..., 1]
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        hull = wh[..., 0] * wh[..., 1]
         iou = np.where(union > 0, inter / union, 0.0)
         giou = np.where(hull > 0, iou - (hull - union) / hull, iou)
     giou = np.where(union > 0, giou, 0.0)
