@@ -1,0 +1,378 @@
+"""Models: load Qwen2-VL / Qwen2.5-VL (hub, local, or the embedded tiny default) and run batched inference.
+
+One code path for every model (issue 4): a hub checkpoint such as ``Qwen/Qwen2-VL-2B-Instruct`` and the embedded
+default are both directories that :func:`load_model_and_processor` reads with ``from_pretrained``. The embedded
+default is a genuine ``Qwen2VLForConditionalGeneration`` built from a small config by :func:`build_tiny_model`:
+
+* a byte-level BPE trained on the task's text (:mod:`sgglib.tokenizer`), with Qwen's special tokens, the integers
+  0..1000 as single tokens and the stock Qwen2-VL chat template;
+* the stock PIL image processor with ``image_mean`` = the synthetic world's background colour and ``image_std`` =
+  0.25. FACTS.md: with CLIP's mean/std the component shared by every visual token (the background) grew ~180× the
+  per-token content in the bias-free patch embedding, and every image gave the same output (AP@50 0.1 vs 63);
+* a processor subclass that needs no torchvision (FACTS.md: ``Qwen2VLProcessor`` cannot be constructed without it,
+  and ``AutoProcessor`` silently returns a bare tokenizer — so we never call ``AutoProcessor`` on CPU and we assert
+  the type we get).
+
+Names: ``"tiny-init"`` (random weights) and ``"tiny-base"`` (pre-trained on auxiliary tasks by
+:func:`sgglib.sft.pretrain_base`; it plays Qwen2-VL-Instruct's role) resolve to ``data/models/<name>``; anything
+else is a local directory or a hub id (the real path; nothing here downloads unless you pass a hub id).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
+
+from .runs import data_dir, write_json
+
+EMBEDDED = ("tiny-init", "tiny-base")
+DEFAULT_MODEL = "tiny-base"
+
+
+# -- processors without torchvision ----------------------------------------------------------------------------------
+class SGGQwen2VLProcessor(Qwen2VLProcessor):
+    """``Qwen2VLProcessor`` minus the video processor (which needs torchvision). Images and text behave exactly as in
+    the stock class; ``save_pretrained``/``from_pretrained`` round-trip. Videos are not supported."""
+
+    image_processor_class = "Qwen2VLImageProcessorPil"
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        super().__init__(image_processor, tokenizer, video_processor=None, chat_template=chat_template, **kwargs)
+
+
+class SGGQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
+    """The same for Qwen2.5-VL."""
+
+    image_processor_class = "Qwen2VLImageProcessorPil"
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        super().__init__(image_processor, tokenizer, video_processor=None, chat_template=chat_template, **kwargs)
+
+
+def has_torchvision() -> bool:
+    """True if torchvision imports *and works* (the CUDA-linked wheels on CPU boxes import-fail; FACTS.md)."""
+    if importlib.util.find_spec("torchvision") is None:
+        return False
+    try:
+        import torchvision  # noqa: F401
+    except (ImportError, RuntimeError, OSError):
+        return False
+    return True
+
+
+def _model_type(path: str | Path) -> str:
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(path).model_type
+
+
+def load_processor(name_or_path: str | Path, min_pixels: int | None = None, max_pixels: int | None = None):
+    """The processor for a Qwen2-VL / Qwen2.5-VL checkpoint; raises ``TypeError`` if we got a bare tokenizer.
+
+    ``min_pixels``/``max_pixels`` bound the resized image (PAPER.md §3: 512·28·28 for GRPO, 1024·28·28 for eval).
+    """
+    kwargs = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
+    path = resolve_model(name_or_path)
+    qwen25 = _model_type(path) == "qwen2_5_vl"
+    if has_torchvision():
+        stock = Qwen2_5_VLProcessor if qwen25 else Qwen2VLProcessor
+        processor = stock.from_pretrained(path, **kwargs)
+    else:
+        from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
+
+        cls = SGGQwen2_5_VLProcessor if qwen25 else SGGQwen2VLProcessor
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        image_processor = Qwen2VLImageProcessorPil.from_pretrained(path, **kwargs)
+        processor = cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template)
+    if not isinstance(processor, (Qwen2VLProcessor, Qwen2_5_VLProcessor)) or processor.image_processor is None:
+        raise TypeError(f"expected a Qwen2-VL processor with an image processor, got {type(processor).__name__}")
+    if processor.chat_template is None:
+        processor.chat_template = processor.tokenizer.chat_template
+    return processor
+
+
+def resolve_model(name_or_path: str | Path | None) -> str:
+    """Map ``None``/embedded names to ``data/models/<name>`` (built on first use for ``tiny-init``)."""
+    name = str(name_or_path or DEFAULT_MODEL)
+    if name in EMBEDDED:
+        path = data_dir("models", name)
+        if not (path / "config.json").exists():
+            if name == "tiny-init":
+                build_tiny_model(path)
+            else:
+                raise FileNotFoundError(
+                    f"{path} does not exist; build it with `python -m sgglib.sft --pretrain-base` "
+                    "(sgglib.sft.pretrain_base)"
+                )
+        return str(path)
+    return name
+
+
+def load_model_and_processor(
+    name_or_path: str | Path | None = None,
+    dtype: str = "auto",
+    attn_implementation: str | None = "sdpa",
+    lora: Any = None,
+    device: str | None = None,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+):
+    """Load a Qwen2-VL or Qwen2.5-VL model and its processor from a hub id, a directory or an embedded name.
+
+    ``dtype``: ``"auto"`` (the checkpoint's), ``"float32"``, ``"bfloat16"``…; ``attn_implementation``: ``"sdpa"``,
+    ``"eager"``, ``"flash_attention_2"`` (GPU). ``lora``: ``None`` (full model) or a PEFT ``LoraConfig`` / dict of
+    its fields; the returned model is then a ``PeftModel`` with only the adapters trainable.
+    """
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration
+
+    path = resolve_model(name_or_path)
+    cls = Qwen2_5_VLForConditionalGeneration if _model_type(path) == "qwen2_5_vl" else Qwen2VLForConditionalGeneration
+    torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
+    model = cls.from_pretrained(path, dtype=torch_dtype, attn_implementation=attn_implementation)
+    if device is not None:
+        model.to(device)
+    if lora is not None:
+        model = apply_lora(model, lora)
+    return model, load_processor(path, min_pixels=min_pixels, max_pixels=max_pixels)
+
+
+def apply_lora(model, lora: Any):
+    """Wrap ``model`` with LoRA adapters (``lora``: a ``peft.LoraConfig`` or a dict of its fields)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = lora if isinstance(lora, LoraConfig) else LoraConfig(**{"task_type": "CAUSAL_LM", **dict(lora)})
+    return get_peft_model(model, config)
+
+
+# -- the embedded tiny model -----------------------------------------------------------------------------------------
+@dataclass
+class TinyModelConfig:
+    """Architecture of the embedded default (FACTS.md: h128 L2 learned the toy world best per minute on 2 cores)."""
+
+    hidden_size: int = 128
+    """text decoder width; the vision merger projects to it"""
+    num_layers: int = 2
+    """text decoder layers"""
+    num_heads: int = 4
+    """attention heads (head_dim = hidden_size / num_heads)"""
+    num_kv_heads: int = 2
+    """grouped-query KV heads"""
+    intermediate_size: int = 256
+    """text MLP width"""
+    mrope_section: tuple[int, int, int] = (4, 6, 6)
+    """multimodal RoPE split (temporal, height, width); must sum to head_dim / 2"""
+    vision_depth: int = 2
+    """vision transformer blocks"""
+    vision_embed_dim: int = 64
+    """vision transformer width"""
+    vision_heads: int = 4
+    """vision attention heads"""
+    vocab_size: int = 1500
+    """BPE vocabulary before the special and number tokens are added"""
+    image_mean: tuple[float, float, float] | None = None
+    """pixel mean in [0, 1]; None = the synthetic world's background mean (background-centred, FACTS.md)"""
+    image_std: float = 0.25
+    """pixel std (FACTS.md: 0.25 around the background mean)"""
+    max_pixels: int = 224 * 224
+    """largest image the processor keeps without downscaling"""
+    seed: int = 0
+    """weight initialisation seed"""
+
+
+def _world_background_mean() -> tuple[float, float, float]:
+    """The default synthetic world's mean background colour in [0, 1] (owned by :mod:`sgglib.synthetic`)."""
+    from . import synthetic
+
+    return synthetic.background_mean(synthetic.WorldConfig())
+
+
+def default_corpus(n_images: int = 2000, seed: int = 0) -> list[str]:
+    """Text the tokenizer is trained on: SFT targets, prompts and auxiliary-task targets of synthetic images."""
+    from . import data, prompts
+    from .sft import aux_examples, sft_example
+
+    rows = data.load_sgg("synthetic", split="train", limit=n_images)
+    texts: list[str] = []
+    for i, row in enumerate(rows):
+        texts.append(json.dumps(sft_example(row, closed=bool(i % 2))["completion"]))
+        texts.append(json.dumps(sft_example(row, closed=not i % 2)["prompt"]))
+        texts.extend(json.dumps(ex["prompt"] + ex["completion"]) for ex in aux_examples(row))
+    texts.append(prompts.RL_SYSTEM_PROMPT if hasattr(prompts, "RL_SYSTEM_PROMPT") else "")
+    return texts
+
+
+def build_tiny_model(out_dir: str | Path, config: TinyModelConfig | None = None, texts: Sequence[str] | None = None):
+    """Build the embedded Qwen2-VL from ``config``, save it like a hub checkpoint in ``out_dir``; returns the path.
+
+    ``texts`` trains the tokenizer (default: :func:`default_corpus`). Writes ``tiny_config.json`` beside the
+    weights so the build is reproducible from the directory alone.
+    """
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+
+    from .tokenizer import train_tokenizer
+
+    config = config or TinyModelConfig()
+    out = Path(out_dir)
+    tokenizer = train_tokenizer(texts if texts is not None else default_corpus(), vocab_size=config.vocab_size)
+    head_dim = config.hidden_size // config.num_heads
+    if sum(config.mrope_section) * 2 != head_dim:
+        raise ValueError(f"mrope_section {config.mrope_section} must sum to head_dim/2 = {head_dim // 2}")
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>",
+                                                            "<|vision_end|>", "<|endoftext|>", "<|im_end|>")}
+    model_config = Qwen2VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=config.hidden_size,
+            intermediate_size=config.intermediate_size,
+            num_hidden_layers=config.num_layers,
+            num_attention_heads=config.num_heads,
+            num_key_value_heads=config.num_kv_heads,
+            max_position_embeddings=4096,
+            rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": list(config.mrope_section)},
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+            tie_word_embeddings=True,
+        ),
+        vision_config=dict(
+            depth=config.vision_depth,
+            embed_dim=config.vision_embed_dim,
+            num_heads=config.vision_heads,
+            hidden_size=config.hidden_size,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(config.seed)
+    model = Qwen2VLForConditionalGeneration(model_config)
+    model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    model.generation_config.do_sample = False
+    mean = config.image_mean if config.image_mean is not None else _world_background_mean()
+    image_processor = Qwen2VLImageProcessorPil(
+        image_mean=list(mean),
+        image_std=[config.image_std] * 3,
+        min_pixels=28 * 28 * 4,
+        max_pixels=config.max_pixels,
+        patch_size=14,
+        merge_size=2,
+        temporal_patch_size=2,
+    )
+    processor = SGGQwen2VLProcessor(image_processor, tokenizer, chat_template=tokenizer.chat_template)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    tokenizer.save_pretrained(out)  # tokenizer.json + chat template at top level, where AutoTokenizer looks
+    write_json(out / "tiny_config.json", {**dataclasses.asdict(config), "image_mean": list(mean),
+                                          "parameters": sum(p.numel() for p in model.parameters())})
+    return out
+
+
+# -- inference -------------------------------------------------------------------------------------------------------
+def user_message(prompt: str, system: str | None = None) -> list[dict]:
+    """A one-image chat: optional system turn, then the image followed by the prompt text (Qwen's order)."""
+    msgs = [{"role": "system", "content": [{"type": "text", "text": system}]}] if system else []
+    return msgs + [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+
+
+def box_scale(processor, image_grid_thw) -> tuple[float, float]:
+    """The frame a model writes boxes in (PAPER.md §1): the 0–1000 grid for Qwen2-VL, resized-input pixels
+    (grid·patch) for Qwen2.5-VL."""
+    if isinstance(processor, Qwen2_5_VLProcessor):
+        patch = processor.image_processor.patch_size
+        return float(image_grid_thw[2]) * patch, float(image_grid_thw[1]) * patch
+    return 1000.0, 1000.0
+
+
+def predict(
+    model,
+    processor,
+    dataset: Iterable[dict],
+    prompt: str | Callable[[dict], str],
+    out_path: str | Path | None = None,
+    system: str | None = None,
+    batch_size: int = 16,
+    max_new_tokens: int = 256,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    num_return_sequences: int = 1,
+    limit: int | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Generate one completion per image (or ``num_return_sequences`` samples) and write ``predictions.jsonl``.
+
+    Rows need ``image`` (PIL) and ``image_id``. ``prompt`` is a string or a function of the row (e.g. the closed
+    prompt with that dataset's vocabulary). Greedy by default (evaluation); ``do_sample`` with ``temperature``,
+    ``top_p``, ``top_k`` for analysis. Each output line: ``image_id``, ``completion`` (raw text, special tokens
+    removed), ``box_scale`` (the frame of its boxes), ``sample`` (index among the samples of that image).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    rows = list(dataset) if limit is None else [r for _, r in zip(range(limit), dataset)]
+    model.eval()
+    out: list[dict] = []
+    fh = None
+    if out_path is not None:
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        fh = open(out_path, "w")
+    gen_kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                      num_return_sequences=num_return_sequences)
+    if do_sample:
+        gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k)
+    else:  # silence "temperature is set but do_sample=False" from checkpoints whose generation config samples
+        gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+    device = next(model.parameters()).device
+    try:
+        for start in tqdm(range(0, len(rows), batch_size), desc="predict", disable=not progress,
+                          total=-(-len(rows) // batch_size)):
+            batch = rows[start:start + batch_size]
+            texts = [
+                processor.apply_chat_template(
+                    user_message(prompt(r) if callable(prompt) else prompt, system),
+                    tokenize=False, add_generation_prompt=True,
+                )
+                for r in batch
+            ]
+            images = [r["image"].convert("RGB") for r in batch]
+            inputs = processor(text=texts, images=images, padding=True, padding_side="left", return_tensors="pt")
+            inputs = inputs.to(device)
+            with torch.inference_mode():
+                generated = model.generate(**inputs, **gen_kwargs)
+            new_tokens = generated[:, inputs["input_ids"].shape[1]:]
+            completions = processor.batch_decode(new_tokens, skip_special_tokens=True)
+            for j, text in enumerate(completions):
+                i = j // num_return_sequences
+                record = {
+                    "image_id": str(batch[i]["image_id"]),
+                    "completion": text,
+                    "box_scale": list(box_scale(processor, inputs["image_grid_thw"][i])),
+                    "sample": j % num_return_sequences,
+                }
+                out.append(record)
+                if fh is not None:
+                    fh.write(json.dumps(record) + "\n")
+    finally:
+        if fh is not None:
+            fh.close()
+    return out
+
+
+def read_predictions(path: str | Path) -> list[dict]:
+    """The records :func:`predict` wrote."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

@@ -1,0 +1,115 @@
+"""The model side: the embedded tiny Qwen2-VL builds, saves and loads offline like a hub checkpoint; its processor is
+a real Qwen2-VL processor (not the bare tokenizer AutoProcessor returns without torchvision); predict writes jsonl."""
+
+import json
+
+import pytest
+from PIL import Image, ImageDraw
+
+from sgglib.models import (
+    SGGQwen2VLProcessor,
+    TinyModelConfig,
+    build_tiny_model,
+    load_model_and_processor,
+    predict,
+    read_predictions,
+    user_message,
+)
+from sgglib.tokenizer import train_tokenizer
+
+GRAPH = {"objects": [{"id": "red circle.1", "bbox": [12, 34, 560, 1000]}, {"id": "blue square.1", "bbox": [0, 0, 9, 99]}],
+         "relationships": [{"subject": "red circle.1", "predicate": "next to", "object": "blue square.1"}]}
+TEXTS = [json.dumps(GRAPH), "List every object and relation of the image as JSON."] * 20
+TINY = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
+                       mrope_section=(2, 3, 3), vision_depth=1, vision_embed_dim=32, vision_heads=2, vocab_size=400,
+                       image_mean=(0.8, 0.8, 0.8), max_pixels=112 * 112)
+
+
+def images(n=3, size=112):
+    out = []
+    for i in range(n):
+        im = Image.new("RGB", (size, size), (204, 204, 204))
+        ImageDraw.Draw(im).ellipse([8 + 20 * i, 8, 36 + 20 * i, 36], fill=(215, 35, 35))
+        out.append({"image_id": f"img{i}", "image": im})
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"), TINY, texts=TEXTS)
+
+
+def test_tokenizer_numbers_are_single_tokens_and_round_trip():
+    # Qwen2-VL boxes live on a 0-1000 grid: each integer must be one token, and decoding must be lossless
+    tok = train_tokenizer(TEXTS, vocab_size=300)
+    for n in (0, 7, 99, 560, 1000):
+        assert len(tok(str(n))["input_ids"]) == 1
+    text = json.dumps(GRAPH) + " 2025 héllo ✓"
+    assert tok.decode(tok(text)["input_ids"]) == text
+    for special in ("<|im_start|>", "<|im_end|>", "<|image_pad|>", "<|vision_start|>", "<|vision_end|>"):
+        assert len(tok(special)["input_ids"]) == 1
+
+
+def test_build_save_load_round_trip_offline(tiny_dir, monkeypatch):
+    # the embedded default loads through the same from_pretrained path as a hub checkpoint, with the hub disabled
+    import torch
+    from transformers import Qwen2VLForConditionalGeneration
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, processor = load_model_and_processor(tiny_dir, dtype="float32")
+    assert isinstance(model, Qwen2VLForConditionalGeneration)
+    assert isinstance(processor, SGGQwen2VLProcessor)
+    again, _ = load_model_and_processor(tiny_dir, dtype="float32")
+    for (n, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), n
+    assert (tiny_dir / "tiny_config.json").exists()
+
+
+def test_processor_expands_images_and_uses_background_normalisation(tiny_dir):
+    # AutoProcessor's trap (FACTS.md): a bare tokenizer would ignore images; ours must emit pixel_values and one
+    # <|image_pad|> per merged 28x28 cell (112 px -> 16 tokens)
+    _, processor = load_model_and_processor(tiny_dir)
+    text = processor.apply_chat_template(user_message("hi", system="sys"), tokenize=False, add_generation_prompt=True)
+    assert text.startswith("<|im_start|>system\nsys<|im_end|>\n<|im_start|>user\n<|vision_start|><|image_pad|>")
+    assert text.endswith("<|im_start|>assistant\n")
+    batch = processor(text=[text], images=[images(1)[0]["image"]], return_tensors="pt")
+    assert batch["pixel_values"].shape[0] == 64 and batch["image_grid_thw"].tolist() == [[1, 8, 8]]
+    pad_id = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert int((batch["input_ids"] == pad_id).sum()) == 16
+    assert list(processor.image_processor.image_mean) == [0.8, 0.8, 0.8]
+    assert list(processor.image_processor.image_std) == [0.25, 0.25, 0.25]
+    # a background pixel (204 = 0.8 * 255) normalises to ~0
+    assert float(batch["pixel_values"].abs().min()) < 1e-6
+
+
+def test_processor_save_load_round_trip(tiny_dir, tmp_path):
+    # the torchvision-free subclass itself round-trips through save_pretrained/from_pretrained
+    _, processor = load_model_and_processor(tiny_dir)
+    processor.save_pretrained(tmp_path)
+    again = SGGQwen2VLProcessor.from_pretrained(tmp_path)
+    assert type(again) is SGGQwen2VLProcessor
+    assert again.tokenizer.get_vocab() == processor.tokenizer.get_vocab()
+    assert list(again.image_processor.image_mean) == list(processor.image_processor.image_mean)
+
+
+def test_lora_wraps_the_model(tiny_dir):
+    # optional LoRA: only adapter weights train
+    model, _ = load_model_and_processor(tiny_dir, lora={"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]})
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_predict_writes_jsonl(tiny_dir, tmp_path):
+    # batched greedy inference: one line per image with its id, the raw completion and the box frame
+    model, processor = load_model_and_processor(tiny_dir)
+    rows = images(3)
+    out = tmp_path / "predictions.jsonl"
+    records = predict(model, processor, rows, "Describe.", out_path=out, batch_size=2, max_new_tokens=5,
+                      progress=False)
+    assert read_predictions(out) == records
+    assert [r["image_id"] for r in records] == ["img0", "img1", "img2"]
+    assert all(isinstance(r["completion"], str) and r["box_scale"] == [1000.0, 1000.0] for r in records)
+    # sampling: n samples per image, tagged by index
+    sampled = predict(model, processor, rows[:1], lambda r: "Describe.", batch_size=1, max_new_tokens=3,
+                      do_sample=True, temperature=1.0, num_return_sequences=2, progress=False)
+    assert [r["sample"] for r in sampled] == [0, 1]
