@@ -290,11 +290,13 @@ def load_sgg(source: str = "synthetic", split: str = "train", *, world: WorldCon
     def build():
         rows, report = convert()
         write_json(folder / f"report-{split}.json", report.to_dict())
-        if report.counts:
-            warnings.warn(str(report), stacklevel=3)
         return rows
 
     ds = _cached(folder / split, build, image_as_path=True)
+    report = json.loads((folder / f"report-{split}.json").read_text())
+    if report["counts"]:  # on every load, cached or not: a skip is never silent
+        saved = LoadReport(report["source"], split, Counter(report["counts"]), report["examples"])
+        warnings.warn(f"{saved} (saved in {folder / f'report-{split}.json'})", stacklevel=2)
     return ds.select(range(min(num_images, len(ds)))) if num_images is not None else ds
 
 

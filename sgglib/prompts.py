@@ -84,7 +84,8 @@ def resized_size(width: int, height: int, *, min_pixels: int = 4 * 28 * 28, max_
 
     Defaults are the reference's SFT processor bounds; pass your processor's ``min_pixels``/``max_pixels``.
     """
-    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize  # lazy: heavy import
+    # lazy: heavy import; the PIL module, because the torch one imports torchvision (absent on CPU, FACTS.md)
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
     h, w = smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
     return int(w), int(h)

@@ -1,0 +1,153 @@
+"""The synthetic world: determinism, the stated annotation rule, exact boxes, knobs, and load_sgg's cache."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from sgglib import synthetic as S
+from sgglib.data import load_sgg, synthetic_dir, vocabulary
+from sgglib.graph import SceneGraph, category_of
+
+CFG = S.WorldConfig()
+
+
+def _rows(n=60, cfg=CFG, seed=0, split="train"):
+    return list(S.generate(cfg, n, seed, split))
+
+
+def test_deterministic_from_seed_and_splits_independent():
+    # same seed → identical graphs and pixels; another split → another stream
+    a, b = _rows(5), _rows(5)
+    assert [r["objects"] for r in a] == [r["objects"] for r in b]
+    assert all(np.array_equal(np.asarray(x["image"]), np.asarray(y["image"])) for x, y in zip(a, b))
+    assert [r["objects"] for r in _rows(5, split="val")] != [r["objects"] for r in a]
+
+
+def test_listing_order_and_ids():
+    # objects in raster order of cells (content right after its frame); ids number each category from 1
+    for row in _rows():
+        cells = [(int(o["bbox"][1]) // 28, int(o["bbox"][0]) // 28) for o in row["objects"]]
+        assert cells == sorted(cells)
+        seen = Counter()
+        for o in row["objects"]:
+            seen[category_of(o["id"])] += 1
+            assert o["id"] == f"{category_of(o['id'])}.{seen[category_of(o['id'])]}"
+        assert CFG.min_objects <= len(row["objects"]) <= CFG.max_objects
+        SceneGraph.from_dict(row)  # valid graph
+
+
+def test_which_pairs_get_a_relation():
+    # contents: exactly one relation, inside → their frame; top-level objects: relations_per_object outgoing each
+    for cfg in (CFG, S.WorldConfig(relations_per_object=2)):
+        rng = np.random.default_rng(3)
+        for _ in range(40):
+            scene = S.sample_scene(rng, cfg)
+            g = S.annotate(scene, cfg)
+            ids = [o["id"] for o in g["objects"]]
+            out = Counter(r["subject"] for r in g["relationships"])
+            n_top = sum(o.frame is None for o in scene)
+            for i, obj in enumerate(scene):
+                if obj.frame is not None:
+                    assert out[ids[i]] == 1
+                    rel = next(r for r in g["relationships"] if r["subject"] == ids[i])
+                    assert (rel["predicate"], rel["object"]) == ("inside", ids[obj.frame])
+                else:
+                    assert out[ids[i]] == min(cfg.relations_per_object, n_top - 1)
+            # nobody but its own content points at a content
+            contents = {ids[i] for i, o in enumerate(scene) if o.frame is not None}
+            assert all(r["object"] not in contents for r in g["relationships"])
+
+
+def _obj(row, col, color="red", shape="circle", small=False, frame=None):
+    return S.Placed(row, col, color, shape, small, (0, 0, 1, 1), frame)
+
+
+@pytest.mark.parametrize("a,b,expected", [
+    (_obj(2, 2, frame=1), _obj(2, 2, shape="frame"), "inside"),                  # content in its frame
+    (_obj(1, 2), _obj(2, 2), "on"),                                              # B directly below A
+    (_obj(3, 2), _obj(2, 2), "under"),                                           # B directly above A
+    (_obj(2, 2), _obj(2, 3), "next to"),                                         # horizontal neighbour
+    (_obj(2, 2), _obj(4, 5, shape="square"), "same color as"),                   # far, same colour
+    (_obj(2, 2), _obj(4, 5, "blue", small=True), "bigger than"),                 # large vs small
+    (_obj(2, 2, small=True), _obj(4, 5, "blue"), "smaller than"),                # small vs large
+    (_obj(2, 2), _obj(2, 5, "blue", "square"), "left of"),                       # same row, B right
+    (_obj(2, 5), _obj(2, 2, "blue", "square"), "right of"),                      # same row, B left
+    (_obj(1, 2), _obj(5, 2, "blue", "square"), "above"),                         # same column, B below
+    (_obj(5, 2), _obj(1, 2, "blue", "square"), "below"),                         # same column, B above
+    (_obj(2, 2), _obj(4, 5, "blue"), "same shape as"),                           # diagonal-ish, same shape
+    (_obj(2, 2), _obj(3, 3, "blue", "square"), "near"),                          # anything else
+    (_obj(1, 2), _obj(2, 2, "red", small=True), "on"),                           # contact beats colour and size
+])
+def test_predicate_priority(a, b, expected):
+    assert S.predicate(a, b, 0, 1) == expected
+
+
+def test_nearest_partner_tie_breaks_by_listing_order():
+    # two neighbours at distance 1: the one listed first (the upper one, raster order) wins
+    scene = [_obj(1, 3, "blue", "square"), _obj(2, 2), _obj(2, 4, "green", "triangle")]
+    g = S.annotate(scene, S.WorldConfig(relations_per_object=1))
+    assert g["relationships"][0]["object"] == "red circle.1"  # first listed among the two at distance √2
+    assert g["relationships"][1] == {"subject": "red circle.1", "predicate": "near", "object": "blue square.1"}
+
+
+@pytest.mark.parametrize("shape", S.SHAPES)
+def test_box_is_exact_bounding_box_of_drawn_pixels(shape):
+    cfg = S.WorldConfig(n_shapes=len(S.SHAPES))
+    for small in (False, True):
+        inset = cfg.small_inset if small else cfg.large_inset
+        obj = S.Placed(3, 4, "blue", shape, small, S._cell_box(cfg, 3, 4, inset, 0, 0))
+        diff = np.abs(np.asarray(S.render([obj], cfg), int) - np.asarray(S.render([], cfg), int)).sum(-1) > 0
+        ys, xs = np.nonzero(diff)
+        assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == tuple(int(v) for v in obj.box)
+
+
+def test_background_mean_and_uniform_knob():
+    grad = np.asarray(S.render([], CFG), float) / 255
+    assert np.allclose(grad.reshape(-1, 3).mean(0), S.background_mean(CFG), atol=2 / 255)
+    flat = np.asarray(S.render([], S.WorldConfig(background="uniform")))
+    assert (flat == flat[0, 0]).all()
+
+
+def test_knobs_change_the_world():
+    # jitter breaks the lattice but keeps boxes inside the image; more colours/shapes → more categories
+    rows = _rows(30, S.WorldConfig(jitter=3))
+    xs = {o["bbox"][0] % 28 for r in rows for o in r["objects"]}
+    assert len(xs) > 2
+    assert all(0 <= v <= 224 for r in rows for o in r["objects"] for v in o["bbox"])
+    assert len(S.WorldConfig(n_colors=6, n_shapes=5).categories) == 30
+    assert "inside" not in S.WorldConfig(n_shapes=1).predicates
+    assert S.WorldConfig(image_size=112).grid == 4
+
+
+@pytest.mark.parametrize("bad", [dict(image_size=100), dict(min_objects=5, max_objects=4), dict(n_colors=0),
+                                 dict(max_objects=65), dict(background="noise"), dict(jitter=9)])
+def test_config_validation(bad):
+    with pytest.raises(ValueError, match="WorldConfig"):
+        S.WorldConfig(**bad)
+
+
+def test_every_predicate_occurs_and_tail_is_long():
+    counts = Counter(r["predicate"] for row in _rows(300) for r in row["relationships"])
+    assert set(counts) == set(CFG.predicates)
+    top, bottom = counts.most_common()[0][1], counts.most_common()[-1][1]
+    assert top > 4 * bottom
+
+
+def test_load_sgg_synthetic_schema_and_cache(tmp_path):
+    ds = load_sgg("synthetic", split="val", num_images=8, cache_dir=tmp_path)
+    assert len(ds) == 8 and set(ds.column_names) == {"image_id", "image", "width", "height", "objects",
+                                                     "relationships"}
+    row = ds[0]
+    assert row["image"].size == (row["width"], row["height"]) == (224, 224)
+    assert row["objects"][0].keys() == {"id", "bbox"}
+    assert [r["objects"] for r in ds] == [r["objects"] for r in S.generate(CFG, 8, 0, "val")]
+    t = time.perf_counter()
+    again = load_sgg("synthetic", split="val", num_images=8, cache_dir=tmp_path)
+    assert time.perf_counter() - t < 1.0 and again[3]["objects"] == ds[3]["objects"]
+    folder = synthetic_dir(cache_dir=tmp_path)
+    assert (folder / "config.json").exists() and (folder / "vocabulary.json").exists()
+    assert vocabulary("synthetic").categories == tuple(CFG.categories)
