@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -228,7 +229,7 @@ def _cached(folder: Path, build, image_as_path: bool = False):
 
     if not (folder / "dataset_info.json").exists():
         rows = build()
-        tmp = folder.with_name(folder.name + ".tmp")
+        tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
         _from_rows(rows, image_as_path).save_to_disk(str(tmp))
         if folder.exists():  # a concurrent writer won; keep theirs
             import shutil
@@ -336,3 +337,51 @@ def vocabulary(source: str = "synthetic", *, world: WorldConfig | None = None, s
         raise FileNotFoundError(f"no vocabulary for {source!r} yet: load one of its splits first ({saved})")
     d = json.loads(saved.read_text())
     return Vocabulary(tuple(d["categories"]), tuple(d["predicates"]))
+
+
+# -- typed config and statistics (notebook 01) ------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataConfig:
+    """The arguments of :func:`load_sgg` as one typed record a notebook validates and saves to its run dir."""
+
+    source: str = "synthetic"
+    """``"synthetic"``, a VG150 directory, a ``psg.json`` path, or a reference hub id."""
+    split: str = "train"
+    """``train``, ``val`` or ``test``."""
+    num_images: int | None = None
+    """Synthetic split size, or the first rows of a real split; None = default / all."""
+    seed: int = 0
+    """Synthetic world seed."""
+    image_root: str | None = None
+    """PSG image folder (None = next to ``psg.json``)."""
+    world: WorldConfig = field(default_factory=WorldConfig)
+    """Synthetic difficulty knobs (ignored by real sources)."""
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ValueError(f"DataConfig: split must be one of {SPLITS}, got {self.split!r}")
+        if self.num_images is not None and self.num_images < 1:
+            raise ValueError("DataConfig: num_images must be >= 1 or None")
+
+    def load(self, cache_dir: str | Path | None = None):
+        return load_sgg(self.source, self.split, world=self.world, num_images=self.num_images, seed=self.seed,
+                        image_root=self.image_root, cache_dir=cache_dir)
+
+    def vocabulary(self, cache_dir: str | Path | None = None) -> Vocabulary:
+        return vocabulary(self.source, world=self.world, seed=self.seed, cache_dir=cache_dir)
+
+
+def graph_stats(ds) -> dict[str, Any]:
+    """What a researcher checks first: objects and relations per image, predicate and category counts."""
+    objects, relations = ds["objects"], ds["relationships"]
+    n_obj = [len(o) for o in objects]
+    n_rel = [len(r) for r in relations]
+    return {
+        "images": len(n_obj),
+        "objects_per_image": n_obj,
+        "relations_per_image": n_rel,
+        "mean_objects": sum(n_obj) / max(1, len(n_obj)),
+        "mean_relations": sum(n_rel) / max(1, len(n_rel)),
+        "predicates": Counter(r["predicate"] for rels in relations for r in rels),
+        "categories": Counter(o["id"].rsplit(".", 1)[0] for objs in objects for o in objs),
+    }
