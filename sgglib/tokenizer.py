@@ -6,14 +6,14 @@ is ever ``<unk>``) on scene-graph JSON and prompt text, and give it what the res
 
 * Qwen's special tokens (``<|im_start|>``, ``<|im_end|>``, ``<|vision_start|>``, ``<|image_pad|>`` …), so the stock
   ``Qwen2VLProcessor`` logic expands image placeholders and the stock chat template renders conversations;
-* the integers ``0..1000`` as single tokens: Qwen2-VL writes boxes on a 0–1000 grid (PAPER.md §1), and FACTS.md found
+* the integers ``0..1000`` (bare and after a space) as single tokens: Qwen2-VL writes boxes on a 0–1000 grid (PAPER.md §1), and FACTS.md found
   that a tiny model learns coordinates far more easily when a number is one token rather than 2–3 digit pieces;
 * TRL's Qwen2.5-VL chat template (byte-identical to Qwen2-VL's), so ``assistant_only_loss`` can swap in TRL's
   training variant with ``{% generation %}`` markers.
 
 >>> tok = train_tokenizer(['{"objects": [{"id": "red circle.1", "bbox": [10, 20, 300, 400]}]}'], vocab_size=300)
 >>> [tok.decode([i]) for i in tok("[10, 20, 300, 400]")["input_ids"]][:4]
-['[', '10', ',', ' ']
+['[', '10', ',', ' 20']
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def qwen_chat_template() -> str:
     return qwen2_5_vl_chat_template
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 1500, max_int: int = MAX_SINGLE_TOKEN_INT):
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 1500, max_int: int = MAX_SINGLE_TOKEN_INT,
+                    use_regex: bool = True):
     """Train a byte-level BPE on ``texts`` and wrap it as a ``PreTrainedTokenizerFast`` with Qwen's special tokens.
 
     ``vocab_size`` counts the BPE merges' vocabulary; the special tokens and the ``max_int + 1`` number tokens come
@@ -60,7 +61,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1500, max_int: int =
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=use_regex)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -70,8 +71,10 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1500, max_int: int =
     )
     tok.train_from_iterator(list(texts), trainer=trainer)
     # Added tokens are matched leftmost-longest before BPE runs, so "1000" is one token and "person.12" ends in "12".
-    # Digits map to themselves in the byte-level alphabet, so decoding needs no special handling.
-    tok.add_tokens([AddedToken(str(i), normalized=False, special=False) for i in range(max_int + 1)])
+    # Each number also gets a space-prefixed twin (" 160", the byte-level "Ġ160"): JSON writes ", 160", and
+    # without the twin every coordinate would cost a lone-space token too (~25% longer targets).
+    numbers = [str(i) for i in range(max_int + 1)]
+    tok.add_tokens([AddedToken(t, normalized=False, special=False) for t in numbers + [" " + n for n in numbers]])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",  # Qwen2-VL-Instruct's eos: generation stops at the end of the assistant turn

@@ -13,8 +13,9 @@ from sgglib.models import (
     load_model_and_processor,
     predict,
     read_predictions,
-    user_message,
+
 )
+from sgglib.prompts import prompt_messages
 from sgglib.tokenizer import train_tokenizer
 
 GRAPH = {"objects": [{"id": "red circle.1", "bbox": [12, 34, 560, 1000]}, {"id": "blue square.1", "bbox": [0, 0, 9, 99]}],
@@ -69,7 +70,7 @@ def test_processor_expands_images_and_uses_background_normalisation(tiny_dir):
     # AutoProcessor's trap (FACTS.md): a bare tokenizer would ignore images; ours must emit pixel_values and one
     # <|image_pad|> per merged 28x28 cell (112 px -> 16 tokens)
     _, processor = load_model_and_processor(tiny_dir)
-    text = processor.apply_chat_template(user_message("hi", system="sys"), tokenize=False, add_generation_prompt=True)
+    text = processor.apply_chat_template(prompt_messages("hi", system="sys"), tokenize=False, add_generation_prompt=True)
     assert text.startswith("<|im_start|>system\nsys<|im_end|>\n<|im_start|>user\n<|vision_start|><|image_pad|>")
     assert text.endswith("<|im_start|>assistant\n")
     batch = processor(text=[text], images=[images(1)[0]["image"]], return_tensors="pt")
