@@ -155,8 +155,10 @@ def _parse(text: str) -> ParseResult:
     try:
         data, _ = _DECODER.raw_decode(region, min(starts))
     except json.JSONDecodeError as err:
-        # An error at the very end of the text means the model stopped mid-JSON (length limit, EOS too early).
-        failure = Failure.TRUNCATED if not region[err.pos:].strip() else Failure.INVALID_JSON
+        # An error at the very end of the text means the model stopped mid-JSON (length limit, EOS too early);
+        # so does a string still open at the end (the decoder reports where that string started).
+        cut = not region[err.pos:].strip() or err.msg.startswith("Unterminated string")
+        failure = Failure.TRUNCATED if cut else Failure.INVALID_JSON
         return ParseResult(None, failure, strict, detail=err.msg)
     except RecursionError:
         return ParseResult(None, Failure.INVALID_JSON, strict, detail="JSON nested too deeply")
