@@ -2,7 +2,8 @@
 
 One code path for every model (issue 4): a hub checkpoint such as ``Qwen/Qwen2-VL-2B-Instruct`` and the embedded
 default are both directories that :func:`load_model_and_processor` reads with ``from_pretrained``. The embedded
-default is a genuine ``Qwen2VLForConditionalGeneration`` built from a small config by :func:`build_tiny_model`:
+default is a genuine ``Qwen2VLForConditionalGeneration`` built from a small config by
+:func:`sgglib.tiny.build_tiny_model`:
 
 * a byte-level BPE trained on the task's text (:mod:`sgglib.tokenizer`), with Qwen's special tokens, the integers
   0..1000 as single tokens and the stock Qwen2-VL chat template;
@@ -14,13 +15,12 @@ default is a genuine ``Qwen2VLForConditionalGeneration`` built from a small conf
   the type we get).
 
 Names: ``"tiny-init"`` (random weights) and ``"tiny-base"`` (pre-trained on auxiliary tasks by
-:func:`sgglib.sft.pretrain_base`; it plays Qwen2-VL-Instruct's role) resolve to ``data/models/<name>``; anything
+:func:`sgglib.tiny.pretrain_base`; it plays Qwen2-VL-Instruct's role) resolve to ``data/models/<name>``; anything
 else is a local directory or a hub id (the real path; nothing here downloads unless you pass a hub id).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 from dataclasses import dataclass
@@ -105,11 +105,13 @@ def resolve_model(name_or_path: str | Path | None) -> str:
         path = data_dir("models", name)
         if not (path / "config.json").exists():
             if name == "tiny-init":
+                from .tiny import build_tiny_model
+
                 build_tiny_model(path)
             else:
                 raise FileNotFoundError(
                     f"{path} does not exist; build it with `python -m sgglib.sft --pretrain-base` "
-                    "(sgglib.sft.pretrain_base)"
+                    "(sgglib.tiny.pretrain_base)"
                 )
         return str(path)
     return name
@@ -150,143 +152,6 @@ def apply_lora(model, lora: Any):
 
     config = lora if isinstance(lora, LoraConfig) else LoraConfig(**{"task_type": "CAUSAL_LM", **dict(lora)})
     return get_peft_model(model, config)
-
-
-# -- the embedded tiny model -----------------------------------------------------------------------------------------
-@dataclass
-class TinyModelConfig:
-    """Architecture of the embedded default (FACTS.md: h128 L2 learned the toy world best per minute on 2 cores)."""
-
-    hidden_size: int = 128
-    """text decoder width; the vision merger projects to it"""
-    num_layers: int = 2
-    """text decoder layers"""
-    num_heads: int = 4
-    """attention heads (head_dim = hidden_size / num_heads)"""
-    num_kv_heads: int = 2
-    """grouped-query KV heads"""
-    intermediate_size: int = 256
-    """text MLP width"""
-    mrope_section: tuple[int, int, int] = (4, 6, 6)
-    """multimodal RoPE split (temporal, height, width); must sum to head_dim / 2"""
-    vision_depth: int = 2
-    """vision transformer blocks"""
-    vision_embed_dim: int = 64
-    """vision transformer width"""
-    vision_heads: int = 4
-    """vision attention heads"""
-    vocab_size: int = 2000
-    """BPE vocabulary before the special and number tokens are added"""
-    bpe_across_words: bool = True
-    """let BPE merge across spaces and punctuation (no GPT-2 split regex): in this closed world whole JSON
-    fragments such as ``", "bbox": [`` become one token, and answers are 2.4× shorter (165 vs 402 tokens)"""
-    image_mean: tuple[float, float, float] | None = None
-    """pixel mean in [0, 1]; None = the synthetic world's background mean (background-centred, FACTS.md)"""
-    image_std: float = 0.25
-    """pixel std (FACTS.md: 0.25 around the background mean)"""
-    max_pixels: int = 224 * 224
-    """largest image the processor keeps without downscaling"""
-    seed: int = 0
-    """weight initialisation seed"""
-
-
-def _world_background_mean() -> tuple[float, float, float]:
-    """The default synthetic world's mean background colour in [0, 1] (owned by :mod:`sgglib.synthetic`)."""
-    from . import synthetic
-
-    return synthetic.background_mean(synthetic.WorldConfig())
-
-
-def default_corpus(n_images: int = 1000, seed: int = 0) -> list[str]:
-    """Text the tokenizer is trained on: prompts, SFT targets and auxiliary-task text of synthetic train images."""
-    from . import data, prompts
-    from .sft import aux_examples
-
-    vocab = data.vocabulary("synthetic", seed=seed)
-    rows = data.load_sgg("synthetic", split="train", seed=seed)
-    # Prompts are repeated as often as they are read in training, so BPE compresses them like the targets.
-    texts = [prompts.open_prompt(), prompts.closed_prompt(vocab.categories, vocab.predicates),
-             prompts.SFT_SYSTEM_PROMPT, prompts.RL_SYSTEM_PROMPT] * max(1, n_images // 10)
-    for i in range(min(n_images, len(rows))):
-        row = rows[i]
-        texts.append(prompts.sft_target(row))
-        texts.extend(ex["prompt"][-1]["content"][-1]["text"] + ex["completion"][0]["content"][0]["text"]
-                     for ex in aux_examples(row))
-    return texts
-
-
-def build_tiny_model(out_dir: str | Path, config: TinyModelConfig | None = None, texts: Sequence[str] | None = None):
-    """Build the embedded Qwen2-VL from ``config``, save it like a hub checkpoint in ``out_dir``; returns the path.
-
-    ``texts`` trains the tokenizer (default: :func:`default_corpus`). Writes ``tiny_config.json`` beside the
-    weights so the build is reproducible from the directory alone.
-    """
-    import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
-
-    from .tokenizer import train_tokenizer
-
-    config = config or TinyModelConfig()
-    out = Path(out_dir)
-    tokenizer = train_tokenizer(texts if texts is not None else default_corpus(), vocab_size=config.vocab_size,
-                                use_regex=not config.bpe_across_words)
-    head_dim = config.hidden_size // config.num_heads
-    if sum(config.mrope_section) * 2 != head_dim:
-        raise ValueError(f"mrope_section {config.mrope_section} must sum to head_dim/2 = {head_dim // 2}")
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>",
-                                                            "<|vision_end|>", "<|endoftext|>", "<|im_end|>")}
-    model_config = Qwen2VLConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=config.hidden_size,
-            intermediate_size=config.intermediate_size,
-            num_hidden_layers=config.num_layers,
-            num_attention_heads=config.num_heads,
-            num_key_value_heads=config.num_kv_heads,
-            max_position_embeddings=4096,
-            rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": list(config.mrope_section)},
-            bos_token_id=ids["<|endoftext|>"],
-            eos_token_id=ids["<|im_end|>"],
-            pad_token_id=ids["<|endoftext|>"],
-            tie_word_embeddings=True,
-        ),
-        vision_config=dict(
-            depth=config.vision_depth,
-            embed_dim=config.vision_embed_dim,
-            num_heads=config.vision_heads,
-            hidden_size=config.hidden_size,
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-        ),
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(config.seed)
-    model = Qwen2VLForConditionalGeneration(model_config)
-    model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.generation_config.do_sample = False
-    mean = config.image_mean if config.image_mean is not None else _world_background_mean()
-    image_processor = Qwen2VLImageProcessorPil(
-        image_mean=list(mean),
-        image_std=[config.image_std] * 3,
-        min_pixels=28 * 28 * 4,
-        max_pixels=config.max_pixels,
-        patch_size=14,
-        merge_size=2,
-        temporal_patch_size=2,
-    )
-    processor = SGGQwen2VLProcessor(image_processor, tokenizer, chat_template=tokenizer.chat_template)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    tokenizer.save_pretrained(out)  # tokenizer.json + chat template at top level, where AutoTokenizer looks
-    write_json(out / "tiny_config.json", {**dataclasses.asdict(config), "image_mean": list(mean),
-                                          "parameters": sum(p.numel() for p in model.parameters())})
-    return out
 
 
 # -- inference -------------------------------------------------------------------------------------------------------
@@ -380,3 +245,75 @@ def predict(
 def read_predictions(path: str | Path) -> list[dict]:
     """The records :func:`predict` wrote."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+# -- evaluation ------------------------------------------------------------------------------------------------------
+def evaluate_model(model, processor, rows: Sequence[dict], vocabulary=None, system: str | None = SFT_SYSTEM_PROMPT,
+                   out_path: str | Path | None = None, batch_size: int = 32, max_new_tokens: int = 400,
+                   progress: bool = False) -> dict[str, Any]:
+    """Greedy-decode ``rows`` with the scene-graph prompt (closed iff ``vocabulary``) and score the completions
+    with :func:`sgglib.metrics.evaluate` in each prediction's own box frame. Exact name matching: the synthetic
+    world is closed-vocabulary; real data with open names should call ``metrics.evaluate`` with ``vocabulary=``."""
+    from .metrics import evaluate
+    from .prompts import user_prompt
+
+    records = predict(model, processor, rows, user_prompt(vocabulary), out_path=out_path, system=system,
+                      batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress)
+    preds = {r["image_id"]: r["completion"] for r in records}
+    scales = {r["image_id"]: tuple(r["box_scale"]) for r in records}
+    gts = {str(r["image_id"]): {k: r[k] for k in ("width", "height", "objects", "relationships")} for r in rows}
+    return evaluate(preds, gts, pred_box_scale=scales, similarity="exact")
+
+
+@dataclass
+class ZeroShotConfig:
+    """Zero-shot baselines (PAPER.md §6, first rows): one model, each prompt kind, one split."""
+
+    model: str = DEFAULT_MODEL
+    """hub id, local directory, or an embedded name"""
+    dataset: str = "synthetic"
+    """``sgglib.data.load_sgg`` source"""
+    split: str = "val"
+    """split to evaluate"""
+    limit: int = 200
+    """images evaluated (0 = the whole split)"""
+    prompts: tuple[str, ...] = ("open", "closed")
+    """prompt kinds to compare: ``open`` (no vocabulary) and/or ``closed`` (the dataset's names listed)"""
+    batch_size: int = 32
+    """images per generate() call"""
+    max_new_tokens: int = 400
+    """generation budget (PAPER.md §3 used 2048 for the 2B/7B models on VG150)"""
+    dtype: str = "auto"
+    """weights dtype (``bfloat16`` on GPU for hub models)"""
+    run_dir: str | None = None
+    """run directory (relative paths go under reports/); None = reports/zero-shot-<timestamp>"""
+
+    def validate(self) -> "ZeroShotConfig":
+        bad = [p for p in self.prompts if p not in ("open", "closed")]
+        if bad or not self.prompts:
+            raise ValueError(f"prompts must be a non-empty subset of (open, closed), got {self.prompts!r}")
+        if self.limit < 0 or self.batch_size < 1 or self.max_new_tokens < 1:
+            raise ValueError("limit >= 0, batch_size >= 1 and max_new_tokens >= 1 required")
+        return self
+
+
+def zero_shot(cfg: ZeroShotConfig, run_dir: str | Path, rows=None) -> dict[str, dict[str, Any]]:
+    """Evaluate ``cfg.model`` with each prompt kind; writes ``predictions-<kind>.jsonl``, ``metrics-<kind>.json``
+    and ``metrics.json`` (all kinds) into ``run_dir``; returns ``{kind: metrics}``."""
+    from . import data
+
+    run_dir = Path(run_dir)
+    if rows is None:
+        rows = data.load_sgg(cfg.dataset, split=cfg.split)
+    n = len(rows) if not cfg.limit else min(cfg.limit, len(rows))
+    rows = [rows[i] for i in range(n)]
+    model, processor = load_model_and_processor(cfg.model, dtype=cfg.dtype)
+    results = {}
+    for kind in cfg.prompts:
+        vocab = data.vocabulary(cfg.dataset) if kind == "closed" else None
+        metrics = evaluate_model(model, processor, rows, vocab, out_path=run_dir / f"predictions-{kind}.jsonl",
+                                 batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, progress=True)
+        write_json(run_dir / f"metrics-{kind}.json", metrics)
+        results[kind] = metrics
+    write_json(run_dir / "metrics.json", results)
+    return results

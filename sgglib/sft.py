@@ -12,7 +12,7 @@ What a run writes into its directory (STYLE.md §3): ``config.json``, ``metrics.
 model + processor, loadable by :func:`sgglib.models.load_model_and_processor`), ``predictions.jsonl`` and
 ``metrics.json`` of the final validation, and ``curves.png``.
 
-The same machinery pre-trains the embedded *base* model on auxiliary tasks (:func:`pretrain_base`); it plays the
+The same machinery pre-trains the embedded *base* model on auxiliary tasks (:func:`sgglib.tiny.pretrain_base`); it plays the
 role of Qwen2-VL-Instruct: it knows the images, the names and the box grid, but has never seen the scene-graph task.
 
 Command line: ``python -m sgglib.sft --pretrain-base`` builds ``data/models/tiny-base``;
@@ -26,16 +26,16 @@ import dataclasses
 import json
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from transformers import Qwen2_5_VLProcessor, TrainerCallback
 
 from . import prompts
-from .models import load_model_and_processor, predict, resolve_model
+from .models import evaluate_model, load_model_and_processor
 from .prompts import SFT_SYSTEM_PROMPT
-from .runs import data_dir, make_run_dir, write_json
+from .runs import make_run_dir, write_json
 
 
 @dataclass
@@ -158,32 +158,6 @@ def sft_example(row: dict, vocabulary=None, system: str | None = SFT_SYSTEM_PROM
     }
 
 
-def aux_examples(row: dict, rng: random.Random | None = None, system: str | None = SFT_SYSTEM_PROMPT) -> list[dict]:
-    """Auxiliary tasks on one image, for the base model (all different from the scene-graph task):
-
-    * ``list``: name the objects, comma-separated, no boxes;
-    * ``ground``: the box of one named object as ``[x1, y1, x2, y2]`` on the 0–1000 grid;
-    * ``detect``: every object as JSON, boxes as ``[x, y, width, height]`` (another box convention), no relations;
-    * ``describe``: the relations as plain sentences (``"red circle.1 is next to blue square.1."``).
-    """
-    rng = rng or random.Random(0)
-    grid = [(o["id"], prompts.to_model_box(o["bbox"], row["width"], row["height"])) for o in row["objects"]]
-    names = [oid.rsplit(".", 1)[0] for oid, _ in grid]
-    oid, box = grid[rng.randrange(len(grid))] if grid else ("nothing.1", [0, 0, 0, 0])
-    detect = {"objects": [{"id": i, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]} for i, b in grid]}
-    sentences = " ".join(f"{r['subject']} is {r['predicate']} {r['object']}." for r in row["relationships"])
-    image = row["image"].convert("RGB")
-    tasks = [
-        ("What objects are in the image? Name them, separated by commas.", ", ".join(names) or "nothing"),
-        (f"Where is {oid}? Give its box as [x1, y1, x2, y2] on a 0-1000 grid.", json.dumps(box)),
-        ("Detect every object. Answer in JSON: an id (category.number) and a box [x, y, width, height] on a "
-         "0-1000 grid for each.", "```json\n" + json.dumps(detect) + "\n```"),
-        ("Describe how the objects relate to each other, one sentence per object.", sentences or "Nothing."),
-    ]
-    return [{"images": [image], "prompt": prompts.prompt_messages(p, system), "completion": _assistant(t)}
-            for p, t in tasks]
-
-
 class _Examples:
     """A ``datasets`` transform turning stored rows into TRL examples on the fly (images stay encoded on disk)."""
 
@@ -195,6 +169,8 @@ class _Examples:
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
         if self.kind == "aux":
+            from .tiny import aux_examples
+
             examples = [self.rng.choice(aux_examples(r, self.rng, self.system)) for r in rows]
         else:
             examples = []
@@ -252,16 +228,9 @@ class CSVLogger(TrainerCallback):
 
 def validate(model, processor, rows, cfg: SFTRunConfig, out_path: Path | None = None,
              vocabulary=None) -> dict[str, Any]:
-    """Greedy-decode ``rows`` with the task prompt and score them with :func:`sgglib.metrics.evaluate`."""
-    from .metrics import evaluate
-
-    text = prompts.user_prompt(vocabulary if cfg.prompt != "open" else None)
-    records = predict(model, processor, rows, text, out_path=out_path, system=cfg.system_prompt,
-                      batch_size=cfg.eval_batch_size, max_new_tokens=cfg.eval_max_new_tokens, progress=False)
-    preds = {r["image_id"]: r["completion"] for r in records}
-    scales = {r["image_id"]: tuple(r["box_scale"]) for r in records}
-    gts = {str(r["image_id"]): {k: r[k] for k in ("width", "height", "objects", "relationships")} for r in rows}
-    return evaluate(preds, gts, pred_box_scale=scales, similarity="exact")
+    """Greedy validation with the run's prompt (``mixed`` validates on the closed prompt)."""
+    return evaluate_model(model, processor, rows, vocabulary if cfg.prompt != "open" else None, cfg.system_prompt,
+                          out_path, cfg.eval_batch_size, cfg.eval_max_new_tokens)
 
 
 EVAL_KEYS = ("failure_rate", "ap50", "recall", "mean_recall", "recall_pooled")
@@ -442,26 +411,6 @@ def train(cfg: SFTRunConfig, train_rows=None, val_rows=None, vocabulary=None,
     return {"run_dir": run_dir, "global_step": trainer.state.global_step, "metrics": metrics}
 
 
-def pretrain_base(out_dir: str | Path | None = None, max_steps: int = 600, seed: int = 0,
-                  train_rows=None, run_dir: str | None = None, **overrides) -> Path:
-    """Build ``tiny-init`` and pre-train it on :func:`aux_examples` into ``data/models/tiny-base``.
-
-    The result knows the images, names and the 0–1000 grid but has never been asked for a scene graph, so its
-    zero-shot graphs fail often (like Qwen2-VL-2B's 60%, PAPER.md §6).
-    """
-    import shutil
-
-    out = Path(out_dir) if out_dir is not None else data_dir("models", "tiny-base")
-    cfg = SFTRunConfig(model=resolve_model("tiny-init"), max_steps=max_steps, seed=seed, eval_steps=0,
-                       run_dir=run_dir or f"pretrain-base-seed{seed}", save_steps=max(max_steps, 1), **overrides)
-    result = train(cfg, train_rows=train_rows, val_rows=train_rows, kind="aux")
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(Path(result["run_dir"]) / "final", out)
-    write_json(out / "pretrain_config.json", {**dataclasses.asdict(cfg), "global_step": result["global_step"]})
-    return out
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     import argparse
 
@@ -475,6 +424,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     pretrain = args.pop("pretrain_base")
     given = {k: v for k, v in args.items() if v is not None}
     if pretrain:
+        from .tiny import pretrain_base
+
         print(pretrain_base(**given))
         return
     result = train(SFTRunConfig(**given))

@@ -8,14 +8,13 @@ from PIL import Image, ImageDraw
 
 from sgglib.models import (
     SGGQwen2VLProcessor,
-    TinyModelConfig,
-    build_tiny_model,
     load_model_and_processor,
     predict,
     read_predictions,
 
 )
 from sgglib.prompts import prompt_messages
+from sgglib.tiny import TinyModelConfig, build_tiny_model
 from sgglib.tokenizer import train_tokenizer
 
 GRAPH = {"objects": [{"id": "red circle.1", "bbox": [12, 34, 560, 1000]}, {"id": "blue square.1", "bbox": [0, 0, 9, 99]}],

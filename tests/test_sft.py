@@ -9,7 +9,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from sgglib import prompts
-from sgglib.models import TinyModelConfig, build_tiny_model, load_model_and_processor
+from sgglib.models import load_model_and_processor
+from sgglib.tiny import TinyModelConfig, build_tiny_model
 from sgglib.sft import PAPER_SFT, SFTRunConfig, make_train_dataset, train, trl_args
 
 TINY = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
