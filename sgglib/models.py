@@ -317,3 +317,59 @@ def zero_shot(cfg: ZeroShotConfig, run_dir: str | Path, rows=None) -> dict[str, 
         results[kind] = metrics
     write_json(run_dir / "metrics.json", results)
     return results
+
+
+# -- reading predictions back ----------------------------------------------------------------------------------------
+SUMMARY_KEYS = (("failure_rate", "FR"), ("ap50", "AP@50"), ("recall", "Recall"), ("mean_recall", "mRecall"))
+
+
+def summary_table(results: dict[str, dict[str, Any]]) -> str:
+    """One line per named result (``{"open": metrics, …}``) in the paper's table layout: FR / AP@50 / R / mR (%)."""
+    width = max([len(k) for k in results] + [5])
+    lines = [f"{'':<{width}}" + "".join(f"{label:>9}" for _, label in SUMMARY_KEYS)]
+    for name, m in results.items():
+        lines.append(f"{name:<{width}}" + "".join(f"{m.get(k, float('nan')):>9.2f}" for k, _ in SUMMARY_KEYS))
+    return "\n".join(lines)
+
+
+def failure_examples(records: Sequence[dict], n: int = 5, chars: int = 160) -> list[dict[str, str]]:
+    """The first ``n`` completions that do not parse, with the parser's named reason and detail."""
+    from .parse import parse_completion
+
+    out = []
+    for r in records:
+        result = parse_completion(r["completion"])
+        if result.failure is not None:
+            text = r["completion"]
+            out.append({"image_id": r["image_id"], "failure": result.failure.value, "detail": result.detail,
+                        "completion": text[:chars] + ("…" if len(text) > chars else "")})
+            if len(out) == n:
+                break
+    return out
+
+
+def draw_prediction(row: dict, record: dict, figsize: tuple[float, float] = (9, 4.5)):
+    """Ground truth (left) and the parsed prediction (right, boxes mapped back to image pixels); a Figure."""
+    from matplotlib.figure import Figure
+
+    from .parse import parse_completion
+    from .viz import category_colors, draw_scene_graph
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax_gt, ax_pred = fig.subplots(1, 2)
+    result = parse_completion(record["completion"])
+    cats = [o["id"].rsplit(".", 1)[0] for o in row["objects"]]
+    pred = None
+    if result.graph is not None:
+        sx, sy = record["box_scale"]
+        pred = result.graph.scaled(sx / row["width"], sy / row["height"])
+        cats += pred.categories
+    colors = category_colors(cats)
+    draw_scene_graph(row["image"], row, ax=ax_gt, title=f"{row['image_id']}: ground truth", colors=colors)
+    if pred is not None:
+        draw_scene_graph(row["image"], pred, ax=ax_pred, title="prediction", colors=colors)
+    else:
+        ax_pred.imshow(row["image"])
+        ax_pred.set_axis_off()
+        ax_pred.set_title(f"prediction failed: {result.failure.value}")
+    return fig
