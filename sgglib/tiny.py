@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import prompts
-from .models import SGGQwen2VLProcessor, resolve_model
+from .models import SGGQwen2_5_VLProcessor, SGGQwen2VLProcessor, resolve_model
 from .prompts import SFT_SYSTEM_PROMPT
 from .runs import data_dir, write_json
 
@@ -68,6 +68,8 @@ class TinyModelConfig:
     """largest image the processor keeps without downscaling"""
     seed: int = 0
     """weight initialisation seed"""
+    arch: str = "qwen2_vl"
+    """``qwen2_vl`` (Qwen2VLForConditionalGeneration) or ``qwen2_5_vl`` (windowed-attention vision tower)"""
 
 
 def _world_background_mean() -> tuple[float, float, float]:
@@ -101,7 +103,8 @@ def build_tiny_model(out_dir: str | Path, config: TinyModelConfig | None = None,
     weights so the build is reproducible from the directory alone.
     """
     import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
+    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLConfig,
+                              Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil)
 
     from .tokenizer import train_tokenizer
 
@@ -114,7 +117,19 @@ def build_tiny_model(out_dir: str | Path, config: TinyModelConfig | None = None,
         raise ValueError(f"mrope_section {config.mrope_section} must sum to head_dim/2 = {head_dim // 2}")
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>",
                                                             "<|vision_end|>", "<|endoftext|>", "<|im_end|>")}
-    model_config = Qwen2VLConfig(
+    if config.arch == "qwen2_vl":
+        config_cls, model_cls, processor_cls = Qwen2VLConfig, Qwen2VLForConditionalGeneration, SGGQwen2VLProcessor
+        vision = dict(depth=config.vision_depth, embed_dim=config.vision_embed_dim, num_heads=config.vision_heads,
+                      hidden_size=config.hidden_size)
+    elif config.arch == "qwen2_5_vl":
+        config_cls, model_cls = Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+        processor_cls = SGGQwen2_5_VLProcessor
+        vision = dict(depth=config.vision_depth, hidden_size=config.vision_embed_dim, num_heads=config.vision_heads,
+                      intermediate_size=2 * config.vision_embed_dim, out_hidden_size=config.hidden_size,
+                      fullatt_block_indexes=[config.vision_depth - 1], window_size=112)
+    else:
+        raise ValueError(f"arch must be qwen2_vl or qwen2_5_vl, got {config.arch!r}")
+    model_config = config_cls(
         text_config=dict(
             vocab_size=len(tokenizer),
             hidden_size=config.hidden_size,
@@ -129,15 +144,7 @@ def build_tiny_model(out_dir: str | Path, config: TinyModelConfig | None = None,
             pad_token_id=ids["<|endoftext|>"],
             tie_word_embeddings=True,
         ),
-        vision_config=dict(
-            depth=config.vision_depth,
-            embed_dim=config.vision_embed_dim,
-            num_heads=config.vision_heads,
-            hidden_size=config.hidden_size,
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-        ),
+        vision_config=dict(**vision, patch_size=14, spatial_merge_size=2, temporal_patch_size=2),
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
@@ -145,7 +152,7 @@ def build_tiny_model(out_dir: str | Path, config: TinyModelConfig | None = None,
         tie_word_embeddings=True,
     )
     torch.manual_seed(config.seed)
-    model = Qwen2VLForConditionalGeneration(model_config)
+    model = model_cls(model_config)
     model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.generation_config.do_sample = False
@@ -159,7 +166,7 @@ def build_tiny_model(out_dir: str | Path, config: TinyModelConfig | None = None,
         merge_size=2,
         temporal_patch_size=2,
     )
-    processor = SGGQwen2VLProcessor(image_processor, tokenizer, chat_template=tokenizer.chat_template)
+    processor = processor_cls(image_processor, tokenizer, chat_template=tokenizer.chat_template)
     model.save_pretrained(out)
     processor.save_pretrained(out)
     tokenizer.save_pretrained(out)  # tokenizer.json + chat template at top level, where AutoTokenizer looks

@@ -1,6 +1,7 @@
 """The model side: the embedded tiny Qwen2-VL builds, saves and loads offline like a hub checkpoint; its processor is
 a real Qwen2-VL processor (not the bare tokenizer AutoProcessor returns without torchvision); predict writes jsonl."""
 
+import dataclasses
 import json
 
 import pytest
@@ -113,3 +114,16 @@ def test_predict_writes_jsonl(tiny_dir, tmp_path):
     sampled = predict(model, processor, rows[:1], lambda r: "Describe.", batch_size=1, max_new_tokens=3,
                       do_sample=True, temperature=1.0, num_return_sequences=2, progress=False)
     assert [r["sample"] for r in sampled] == [0, 1]
+
+
+def test_qwen2_5_vl_path(tmp_path):
+    # the same loader and predict serve Qwen2.5-VL checkpoints; boxes are then in resized-input pixels (W', H')
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from sgglib.models import SGGQwen2_5_VLProcessor
+
+    path = build_tiny_model(tmp_path, dataclasses.replace(TINY, arch="qwen2_5_vl"), texts=TEXTS)
+    model, processor = load_model_and_processor(path)
+    assert isinstance(model, Qwen2_5_VLForConditionalGeneration) and isinstance(processor, SGGQwen2_5_VLProcessor)
+    records = predict(model, processor, images(2), "Describe.", batch_size=2, max_new_tokens=3, progress=False)
+    assert [r["box_scale"] for r in records] == [[112.0, 112.0]] * 2
