@@ -12,8 +12,9 @@ What a run writes into its directory (STYLE.md §3): ``config.json``, ``metrics.
 model + processor, loadable by :func:`sgglib.models.load_model_and_processor`), ``predictions.jsonl`` and
 ``metrics.json`` of the final validation, and ``curves.png``.
 
-The same machinery pre-trains the embedded *base* model on auxiliary tasks (:func:`sgglib.tiny.pretrain_base`); it plays the
-role of Qwen2-VL-Instruct: it knows the images, the names and the box grid, but has never seen the scene-graph task.
+The same machinery pre-trains the embedded *base* model on auxiliary tasks (:func:`sgglib.tiny.pretrain_base`); it
+plays the role of Qwen2-VL-Instruct: it knows the images, the names and the box grid, but has never seen the
+scene-graph task.
 
 Command line: ``python -m sgglib.sft --pretrain-base`` builds ``data/models/tiny-base``;
 ``python -m sgglib.sft --run-dir sft-ref --max-steps 1500`` runs SFT with the embedded defaults.

@@ -220,7 +220,7 @@ def pretrain_base(out_dir: str | Path | None = None, max_steps: int = 600, seed:
 
     out = Path(out_dir) if out_dir is not None else data_dir("models", "tiny-base")
     cfg = SFTRunConfig(model=resolve_model("tiny-init"), max_steps=max_steps, seed=seed, eval_steps=0,
-                       run_dir=run_dir or f"pretrain-base-seed{seed}", save_steps=max(max_steps, 1), **overrides)
+                       run_dir=run_dir or f"pretrain-base-seed{seed}", save_steps=100, **overrides)
     result = train(cfg, train_rows=train_rows, val_rows=train_rows, kind="aux")
     if out.exists():
         shutil.rmtree(out)
