@@ -41,7 +41,11 @@ class ExactSimilarity:
     def matrix(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
         if not len(a) or not len(b):
             return np.zeros((len(a), len(b)))
-        return np.equal.outer(np.asarray(a, dtype=object), np.asarray(b, dtype=object)).astype(np.float64)
+        # compare integer codes, not object arrays: 2× faster on the ~20×20 matrices of a reward call
+        codes: dict[str, int] = {}
+        ia = np.array([codes.setdefault(x, len(codes)) for x in a])
+        ib = np.array([codes.get(x, -1) for x in b])
+        return (ia[:, None] == ib[None, :]).astype(np.float64)
 
     def __repr__(self) -> str:
         return "ExactSimilarity()"

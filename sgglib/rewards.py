@@ -1,0 +1,423 @@
+"""GRPO reward functions for scene graphs (PAPER.md §2), TRL contract, plus a guard against reward hacking.
+
+Every reward is a callable ``f(completions, solution, box_scale=None, **kwargs) -> list[float]``:
+
+* ``completions`` — strings, or TRL's chat form ``[[{"role": "assistant", "content": ...}], ...]``;
+* ``solution`` — per sample, the GT graph (a dict in the JSON schema of PAPER.md §1, its JSON string, or a
+  :class:`SceneGraph`) with boxes normalised to [0, 1] by the original image size;
+* ``box_scale`` — per sample ``(sx, sy)`` dividing the completion's coordinates into [0, 1]: ``(1000, 1000)`` for
+  Qwen2-VL (the default when the column is absent), the resized input ``(W', H')`` for Qwen2.5-VL.
+
+Each completion is parsed once by :func:`sgglib.parse.parse_completion` (cached) and a failed parse scores 0 in every
+reward. Rewards are small picklable callable classes carrying their weight and similarity; ``__name__`` is what TRL
+logs. The module-level functions are default instances (reference weights, exact-match similarity):
+
+==========================  ============================================================  ================
+name                        value (per sample)                                            range
+==========================  ============================================================  ================
+``format_reward``           1 if ``<think>…</think><answer>graph</answer>`` and valid     {0, 1}
+``node_acc_reward``         2 · Σ_matched sim(category) / #GT objects (Hungarian)          [0, 2]
+``node_box_reward``         2 · Σ_matched (2·IoU + 5·exp(−L1)) / 7 / #GT objects            [0, 2]
+``edge_soft_reward``        5 · Σ sim·sim·sim over GT relations on mapped pairs / #GT rels  [0, 5]
+``edge_hard_reward``        5 · Hard-Recall hits / max(1, #GT rels)                         [0, 5]
+``edge_relax_reward``       5 · Σ best sim·sim·sim with both IoU ≥ 0.5 / max(1, #GT rels)   [0, 5]
+``size_penalty_reward``     the guard below                                               [−5, 0]
+==========================  ============================================================  ================
+
+Matching is :mod:`sgglib.matching` (the metrics use the same code): Hard Recall and Relax are
+:func:`~sgglib.matching.triplet_scores` with exact / another similarity (with exact match, Relax *is* Hard); the soft
+rewards share one :func:`~sgglib.matching.hungarian_match` per completion. For the paper's semantic variants pass
+``sim="embedding"`` (all-MiniLM-L6-v2; the reference used spaCy vectors).
+
+Deliberate deviations from the reference, each pinned by a test in ``tests/test_rewards.py``:
+
+1. **Format bug fixed.** The reference's ``len(set(objects))`` on a list of dicts raised, so its format reward was 0
+   for every graph with an object; ours scores a valid tagged graph 1. Validity is the reference's intent: the
+   parse succeeds and no relation names an unlisted id. Strict mode (the reference default) gives 0 without the
+   tags; ``FormatReward(strict=False)`` offers its 0.5 for an untagged valid graph (no reference script used it).
+2. **Undefined ids.** A relation naming an unlisted id is dropped (the parser counts it) and the rest of the graph
+   is scored; the reference's KeyError zeroed the whole sample in the Hard/Relax rewards. Format still gives 0.
+3. **Duplicate ids.** The first object with an id is kept (parser); the reference used the *last* box for Hard/Relax
+   (a dict) and let every copy into the Hungarian matching. Duplicates are charged by the guard instead.
+4. **Soft edge keeps the last relation per (subject, object) pair** — as the reference. Taking the best would pay
+   for listing every predicate on a pair, the hack the guard exists for.
+5. **Stricter validity** (parser): NaN/±Infinity/boolean coordinates and non-string ids are failures (reward 0);
+   the reference accepted them (NaN then poisoned the arithmetic). **More lenient**: text around the JSON inside
+   ``<answer>`` is ignored, ids are compared after name normalisation, and ``"json"`` substrings are never
+   deleted (the reference turned ``jsonl.1`` into ``l.1``).
+6. GT names are normalised like predicted ones; categories strip a trailing ``.N`` (``graph.category_of``);
+   swapped corners give a zero-area box (``boxes``); similarities lie in [0, 1] (spaCy's could be negative).
+   The Hungarian matching is rectangular instead of padded with 1e5 rows — the same assignment up to ties.
+
+**Guard against reward hacking.** Recall never penalises extras, so a policy can spam objects, relations and
+predicates. :class:`SizePenaltyReward` (``size_penalty_reward``), in every preset, is 0 for any graph of plausible
+size and falls to ``−weight`` as the output gets padded::
+
+    excess = over(#objects listed, a·#GT objects + b) + over(#relations listed, c·#GT rels + d)
+           + (duplicate ids + near-duplicate boxes beyond the GT's own) / max(1, #GT objects)
+           + (repeated relations + relations of an object to itself) / max(1, #GT rels)
+    penalty = −weight · min(1, excess),   over(n, budget) = max(0, n − budget) / budget
+
+Defaults a=2, b=10, c=3, d=10 (VG annotations are sparse: a sound model lists more than the GT), near-duplicate =
+IoU ≥ 0.9 with an earlier listed box. The preset weight equals the recall weight it protects (5; 9 for the soft
+set), so a fully padded output can never beat a correct one. Within budget a policy can still hedge a few
+predicates per pair: the guard bounds hacking, it does not price precision.
+
+>>> ok = ('<think>a</think><answer>{"objects": [{"id": "cat.1", "bbox": [0, 0, 500, 500]}, '
+...       '{"id": "mat.1", "bbox": [0, 500, 1000, 1000]}], '
+...       '"relationships": [{"subject": "cat.1", "predicate": "on", "object": "mat.1"}]}</answer>')
+>>> gt = {"objects": [{"id": "cat.1", "bbox": [0, 0, .5, .5]}, {"id": "mat.1", "bbox": [0, .5, 1, 1]}],
+...       "relationships": [{"subject": "cat.1", "predicate": "on", "object": "mat.1"}]}
+>>> format_reward([ok, "no graph"]), edge_hard_reward([ok], [gt]), node_box_reward([ok], [gt])
+([1.0, 0.0], [5.0], [2.0])
+>>> total_reward([ok], [gt], rewards=reward_preset("soft"))
+[10.0]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+from functools import lru_cache
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .boxes import iou_matrix, iou_pairs, l1_matrix
+from .graph import SceneGraph, category_of
+from .matching import hungarian_match, triplet_scores
+from .parse import ParseResult, completion_text, parse_completion
+from .similarity import ExactSimilarity, Similarity, get_similarity
+
+RewardFn = Callable[..., list[float]]
+QWEN2_VL_SCALE = (1000.0, 1000.0)
+EXACT = ExactSimilarity()
+
+
+# -- inputs: parse once, normalise once ----------------------------------------------------------------------------
+class _Sample:
+    """A graph in [0, 1] (a parsed completion or a ground truth) and values derived from it once. Hashed by identity:
+    cache keys stay cheap (hashing a SceneGraph walks every object and relation)."""
+
+    __slots__ = ("graph", "result")
+
+    def __init__(self, graph: SceneGraph | None, result: ParseResult | None = None):
+        self.graph, self.result = graph, result
+
+
+@lru_cache(maxsize=8192)
+def _prediction(text: str, sx: float, sy: float) -> _Sample:
+    """One completion, parsed, with its graph in [0, 1] (``graph`` None if the parse failed)."""
+    result = parse_completion(text)
+    return _Sample(result.graph.scaled(sx, sy) if result.graph is not None else None, result)
+
+
+# One GRPO step hands every reward the same ``solution`` objects; converting each once per step (not once per
+# reward) saves ~20 µs per completion and reward. Keyed by identity, holding a reference so that an id is never
+# reused while cached: solution dicts are treated as immutable.
+_GT_CACHE: OrderedDict[int, tuple[Any, _Sample]] = OrderedDict()
+_GT_CACHE_SIZE = 4096
+
+
+def _gt_sample(solution: Any) -> _Sample:
+    hit = _GT_CACHE.get(id(solution))
+    if hit is not None and hit[0] is solution:
+        return hit[1]
+    if isinstance(solution, SceneGraph):
+        graph = solution
+    else:
+        graph = SceneGraph.from_dict(json.loads(solution) if isinstance(solution, str) else solution)
+    _GT_CACHE[id(solution)] = (solution, _Sample(graph))
+    if len(_GT_CACHE) > _GT_CACHE_SIZE:
+        _GT_CACHE.popitem(last=False)
+    return _GT_CACHE[id(solution)][1]
+
+
+def ground_truth(solution: Any) -> SceneGraph:
+    """A ``solution`` value (dict, JSON string or SceneGraph) as a :class:`SceneGraph` in [0, 1]."""
+    return _gt_sample(solution).graph
+
+
+def _scales(box_scale: Sequence | None, n: int) -> list[tuple[float, float]]:
+    if box_scale is None:
+        return [QWEN2_VL_SCALE] * n
+    out = []
+    for s in box_scale:
+        sx, sy = QWEN2_VL_SCALE if s is None else (float(s[0]), float(s[1]))
+        if not (sx > 0 and sy > 0 and math.isfinite(sx) and math.isfinite(sy)):
+            raise ValueError(f"box_scale must be positive finite (sx, sy), got {s!r}")
+        out.append((sx, sy))
+    return out
+
+
+def clear_caches() -> None:
+    """Forget every cached parse, ground truth and matching (benchmarks time each reward from cold)."""
+    from .parse import _parse  # the parser's own cache, behind parse_completion
+
+    _parse.cache_clear()
+    _prediction.cache_clear()
+    _soft_terms.cache_clear()
+    _near_duplicates.cache_clear()
+    _GT_CACHE.clear()
+
+
+# -- base class ----------------------------------------------------------------------------------------------------
+class GraphReward:
+    """A weighted per-sample reward of a parsed completion against its GT, both in [0, 1]; 0 for failed parses."""
+
+    name = "graph_reward"
+    uses_sim = False
+
+    def __init__(self, weight: float, sim: "str | Similarity" = "exact"):
+        self.weight = float(weight)
+        self.sim = EXACT if sim == "exact" else get_similarity(sim)
+        self.__name__ = self.name  # TRL logs rewards/<__name__>
+
+    def score(self, pred: _Sample, gt: _Sample) -> float:
+        raise NotImplementedError
+
+    def __call__(self, completions: Sequence, solution: Sequence, box_scale: Sequence | None = None,
+                 **kwargs: Any) -> list[float]:
+        out = []
+        for completion, sol, (sx, sy) in zip(completions, solution, _scales(box_scale, len(completions)),
+                                             strict=True):
+            pred = _prediction(completion_text(completion), sx, sy)
+            out.append(float(self.score(pred, _gt_sample(sol))) if pred.graph is not None else 0.0)
+        return out
+
+    def __repr__(self) -> str:
+        sim = f", sim={self.sim!r}" if self.uses_sim else ""
+        return f"{type(self).__name__}(weight={self.weight}{sim})"
+
+
+# -- format ----------------------------------------------------------------------------------------------------------
+class FormatReward(GraphReward):
+    """``weight`` for a valid graph inside ``<think>…</think><answer>…</answer>``, else 0 (deviation 1).
+
+    ``strict=False`` gives ``weight/2`` to a valid graph without the tags (the reference's unused non-strict mode).
+    Needs no ``solution``.
+    """
+
+    name = "format_reward"
+
+    def __init__(self, weight: float = 1.0, strict: bool = True):
+        super().__init__(weight)
+        self.strict = strict
+
+    def __call__(self, completions: Sequence, solution: Sequence | None = None, box_scale: Sequence | None = None,
+                 **kwargs: Any) -> list[float]:
+        out = []
+        for completion in completions:
+            result = parse_completion(completion_text(completion))
+            if not result.ok or result.dangling_relations:
+                out.append(0.0)  # the reference's validity: a parsed graph whose relations name listed ids
+            elif result.strict_format or not self.strict:
+                out.append(self.weight if result.strict_format else 0.5 * self.weight)
+            else:
+                out.append(0.0)
+        return out
+
+    def __repr__(self) -> str:
+        return f"FormatReward(weight={self.weight}, strict={self.strict})"
+
+
+# -- Hard Recall, Relax ----------------------------------------------------------------------------------------------
+class EdgeHardReward(GraphReward):
+    """Hard Recall (the paper's main reward): ``weight`` × fraction of GT triplets hit by some predicted triplet
+    with the same predicate and categories and IoU ≥ ``iou_threshold`` for both boxes (not one-to-one)."""
+
+    name = "edge_hard_reward"
+
+    def __init__(self, weight: float = 5.0, iou_threshold: float = 0.5):
+        super().__init__(weight)
+        self.iou_threshold = iou_threshold
+
+    def score(self, pred: _Sample, gt: _Sample) -> float:
+        hits = triplet_scores(pred.graph, gt.graph, self.sim, self.iou_threshold)
+        return self.weight * float(hits.sum()) / max(1, len(gt.graph.relations))
+
+
+class EdgeRelaxReward(EdgeHardReward):
+    """Hard Recall + Relax: per GT triplet the best ``sim(subj)·sim(obj)·sim(pred)`` among predicted triplets whose
+    two boxes reach IoU ≥ ``iou_threshold``. Equals :class:`EdgeHardReward` with exact similarity."""
+
+    name = "edge_relax_reward"
+    uses_sim = True
+
+    def __init__(self, weight: float = 5.0, sim: "str | Similarity" = "exact", iou_threshold: float = 0.5):
+        GraphReward.__init__(self, weight, sim)
+        self.iou_threshold = iou_threshold
+
+
+# -- Soft Recall: node_acc, node_box, edge_soft (one Hungarian matching between them) -------------------------------
+@lru_cache(maxsize=4096)
+def _soft_terms(pred_sample: _Sample, gt_sample: _Sample, sim: Similarity) -> tuple[float, float, float]:
+    """Unweighted (node accuracy, node box, soft edge) fractions of one completion, each in [0, 1]."""
+    pred, gt = pred_sample.graph, gt_sample.graph
+    rows, cols = hungarian_match(pred, gt, sim)
+    if not len(rows):
+        return 0.0, 0.0, 0.0
+    p_objs = [pred.objects[i] for i in rows]
+    g_objs = [gt.objects[j] for j in cols]
+    cat_sim = _pair_sims(sim, [o.category for o in p_objs], [o.category for o in g_objs])
+    pb = np.array([o.bbox for o in p_objs])
+    gb = np.array([o.bbox for o in g_objs])
+    # exp(-L1) of absurd boxes underflows to exactly 0, as it should
+    box = (2.0 * iou_pairs(pb, gb) + 5.0 * np.exp(-l1_matrix(pb, gb).diagonal())) / 7.0
+    n_gt = len(gt.objects)
+
+    # reference: map_obj[gt id] = pred id; pred_triplets = {(subj, obj): predicate} — the last relation per pair wins
+    mapped = {g.id: p for p, g in zip(p_objs, g_objs)}
+    last = {(r.subject, r.object): r.predicate for r in pred.relations}
+    a, b = [], []
+    for r in gt.relations:
+        ps, po = mapped.get(r.subject), mapped.get(r.object)
+        predicate = last.get((ps.id, po.id)) if ps is not None and po is not None else None
+        if predicate is not None:
+            a += [category_of(r.subject), category_of(r.object), r.predicate]
+            b += [ps.category, po.category, predicate]
+    edge = float(_pair_sims(sim, a, b).reshape(-1, 3).prod(axis=1).sum()) if a else 0.0
+    return float(cat_sim.sum()) / n_gt, float(box.sum()) / n_gt, edge / max(1, len(gt.relations))
+
+
+def _pair_sims(sim: Similarity, a: list[str], b: list[str]) -> np.ndarray:
+    """``sim(a[i], b[i])`` for each i."""
+    if isinstance(sim, ExactSimilarity):
+        return np.array([1.0 if x == y else 0.0 for x, y in zip(a, b)])
+    return sim.matrix(a, b).diagonal()
+
+
+class _SoftReward(GraphReward):
+    uses_sim = True
+    term = 0
+
+    def score(self, pred: _Sample, gt: _Sample) -> float:
+        return self.weight * _soft_terms(pred, gt, self.sim)[self.term]
+
+
+class NodeAccReward(_SoftReward):
+    """Soft Recall, nodes: ``weight`` × mean over GT objects of sim(category) with its Hungarian match."""
+
+    name, term = "node_acc_reward", 0
+
+    def __init__(self, weight: float = 2.0, sim: "str | Similarity" = "exact"):
+        super().__init__(weight, sim)
+
+
+class NodeBoxReward(_SoftReward):
+    """Soft Recall, boxes: ``weight`` × mean over GT objects of ``(2·IoU + 5·exp(−L1))/7`` with its match."""
+
+    name, term = "node_box_reward", 1
+
+    def __init__(self, weight: float = 2.0, sim: "str | Similarity" = "exact"):
+        super().__init__(weight, sim)
+
+
+class EdgeSoftReward(_SoftReward):
+    """Soft Recall, edges: ``weight`` × mean over GT relations of ``sim(subj)·sim(obj)·sim(pred)`` with the
+    predicted relation between the two matched objects (the last one listed for that pair; deviation 4)."""
+
+    name, term = "edge_soft_reward", 2
+
+    def __init__(self, weight: float = 5.0, sim: "str | Similarity" = "exact"):
+        super().__init__(weight, sim)
+
+
+# -- the guard -----------------------------------------------------------------------------------------------------
+@lru_cache(maxsize=4096)  # keyed by the boxes: the G completions of a prompt share their GT's count
+def _near_duplicates(boxes: tuple[tuple[float, ...], ...], iou: float) -> int:
+    """Boxes with IoU ≥ ``iou`` with an earlier listed box (whatever the category)."""
+    if len(boxes) < 2:
+        return 0
+    return int(np.triu(iou_matrix(boxes, boxes) >= iou, k=1).any(axis=0).sum())
+
+
+class SizePenaltyReward(GraphReward):
+    """Penalty in ``[−weight, 0]`` for padded outputs (module docstring, "Guard"); 0 for failed parses (which
+    already score 0 everywhere)."""
+
+    name = "size_penalty_reward"
+
+    def __init__(self, weight: float = 5.0, obj_factor: float = 2.0, obj_slack: float = 10.0,
+                 rel_factor: float = 3.0, rel_slack: float = 10.0, dup_iou: float = 0.9):
+        super().__init__(weight)
+        if obj_slack <= 0 or rel_slack <= 0:
+            raise ValueError("budgets need positive slack")
+        self.obj_factor, self.obj_slack = obj_factor, obj_slack
+        self.rel_factor, self.rel_slack = rel_factor, rel_slack
+        self.dup_iou = dup_iou
+
+    def excess(self, pred: _Sample, gt: _Sample) -> float:
+        """The unclipped ``excess`` of the module docstring's formula (0 for an output of plausible size)."""
+        result, rels = pred.result, pred.graph.relations
+        n_gt_obj, n_gt_rel = len(gt.graph.objects), len(gt.graph.relations)
+        obj_budget = self.obj_factor * n_gt_obj + self.obj_slack
+        rel_budget = self.rel_factor * n_gt_rel + self.rel_slack
+        over = (max(0.0, len(pred.graph.objects) + result.duplicate_ids - obj_budget) / obj_budget
+                + max(0.0, len(rels) + result.dangling_relations - rel_budget) / rel_budget)
+        near = max(0, _near_duplicates(tuple(o.bbox for o in pred.graph.objects), self.dup_iou)
+                   - _near_duplicates(tuple(o.bbox for o in gt.graph.objects), self.dup_iou))
+        triplets = [(r.subject, r.predicate, r.object) for r in rels]
+        degenerate = len(triplets) - len(set(triplets)) + sum(r.subject == r.object for r in rels)
+        return over + (result.duplicate_ids + near) / max(1, n_gt_obj) + degenerate / max(1, n_gt_rel)
+
+    def score(self, pred: _Sample, gt: _Sample) -> float:
+        return -self.weight * min(1.0, self.excess(pred, gt))
+
+    def __repr__(self) -> str:
+        return (f"SizePenaltyReward(weight={self.weight}, obj_factor={self.obj_factor}, obj_slack={self.obj_slack}, "
+                f"rel_factor={self.rel_factor}, rel_slack={self.rel_slack}, dup_iou={self.dup_iou})")
+
+
+# -- registry and presets ------------------------------------------------------------------------------------------
+format_reward = FormatReward()
+node_acc_reward = NodeAccReward()
+node_box_reward = NodeBoxReward()
+edge_soft_reward = EdgeSoftReward()
+edge_hard_reward = EdgeHardReward()
+edge_relax_reward = EdgeRelaxReward()
+size_penalty_reward = SizePenaltyReward()
+
+REWARD_FUNCS: dict[str, RewardFn] = {
+    f.__name__: f
+    for f in (format_reward, node_acc_reward, node_box_reward, edge_soft_reward, edge_hard_reward,
+              edge_relax_reward, size_penalty_reward)
+}
+REWARD_CLASSES: dict[str, type[GraphReward]] = {
+    c.name: c
+    for c in (FormatReward, NodeAccReward, NodeBoxReward, EdgeSoftReward, EdgeHardReward, EdgeRelaxReward,
+              SizePenaltyReward)
+}
+
+# name → {reward name: weight}. The paper's three reward sets (PAPER.md §2, §6 ablation), each with the guard
+# weighted like the recall rewards it protects.
+PRESETS: dict[str, dict[str, float]] = {
+    "hard": {"format_reward": 1.0, "edge_hard_reward": 5.0, "size_penalty_reward": 5.0},
+    "relax": {"format_reward": 1.0, "edge_relax_reward": 5.0, "size_penalty_reward": 5.0},
+    "soft": {"format_reward": 1.0, "node_acc_reward": 2.0, "node_box_reward": 2.0, "edge_soft_reward": 5.0,
+             "size_penalty_reward": 9.0},
+}
+DEFAULT_PRESET = "hard"  # the paper's main reward (best Recall/mRecall in its ablation)
+
+
+def reward_preset(name: str = DEFAULT_PRESET, sim: "str | Similarity" = "exact") -> list[RewardFn]:
+    """The reward functions of a preset, with its weights; one ``sim`` shared by the rewards that take one."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown reward preset {name!r}: choose from {sorted(PRESETS)}")
+    sim = EXACT if sim == "exact" else get_similarity(sim)
+    out: list[RewardFn] = []
+    for reward, weight in PRESETS[name].items():
+        cls = REWARD_CLASSES[reward]
+        out.append(cls(weight=weight, sim=sim) if cls.uses_sim else cls(weight=weight))
+    return out
+
+
+DEFAULT_REWARDS: list[RewardFn] = reward_preset()
+
+
+def total_reward(completions: Sequence, solution: Sequence, box_scale: Sequence | None = None,
+                 rewards: Sequence[RewardFn] = DEFAULT_REWARDS, **kwargs: Any) -> list[float]:
+    """Per completion, the sum of ``rewards`` (what GRPO's advantage sees, with unit TRL ``reward_weights``)."""
+    per_fn = [f(completions, solution=solution, box_scale=box_scale, **kwargs) for f in rewards]
+    return [float(sum(v)) for v in zip(*per_fn)] if per_fn else [0.0] * len(completions)
