@@ -1,0 +1,315 @@
+"""Analysis of finished runs: reads run directories only (STYLE.md §3), never loads a model.
+
+A run directory (:mod:`sgglib.runs`) holds ``config.json``, ``metrics.json`` (the final greedy validation),
+``metrics.csv`` (namespaced rows: ``train/…`` every logging step, ``eval/…`` every validation) and
+``predictions.jsonl``. Zero-shot runs (notebook 02) hold one ``metrics-<prompt>.json`` and
+``predictions-<prompt>.jsonl`` per prompt kind and a ``metrics.json`` keyed by kind; :func:`load_run` reads the
+paper's setting, the closed prompt, unless told otherwise.
+
+Everything here tolerates missing runs: :func:`collect_runs` returns the runs it could read and one line per run it
+could not, and every plot says what it lacks instead of raising.
+
+>>> runs, missing = collect_runs({"SFT": "", "R1-SGG": "/nonexistent"})
+>>> runs, missing
+({}, ['SFT: not given', 'R1-SGG: /nonexistent does not exist'])
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .runs import read_json, reports_dir
+from .viz import new_figure
+
+# The paper's Table 1 columns (PAPER.md §6) plus F@100 (§4): metric key → column name; values in %.
+TABLE_COLUMNS = (("failure_rate", "FR"), ("ap50", "AP@50"), ("recall", "Recall"), ("mean_recall", "mRecall"),
+                 ("F@100", "F@100"))
+# Config fields that distinguish the GRPO ablations (issue 5: group size, reward variant; β as in PAPER.md §3).
+ABLATION_PARAMS = ("group_size", "rewards", "beta")
+
+
+@dataclass
+class Run:
+    """What one run directory says about itself."""
+
+    label: str
+    path: Path
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    """final validation metrics (:func:`sgglib.metrics.evaluate`'s keys)"""
+    curves: list[dict[str, float]] = field(default_factory=list)
+    """``metrics.csv`` rows as numbers (empty cells dropped)"""
+    predictions_file: Path | None = None
+
+    def records(self) -> list[dict[str, Any]]:
+        """The ``predictions.jsonl`` records (empty if the run saved none)."""
+        if self.predictions_file is None:
+            return []
+        return [json.loads(x) for x in self.predictions_file.read_text().splitlines() if x.strip()]
+
+    def series(self, key: str) -> tuple[list[float], list[float]]:
+        """``(steps, values)`` of one ``metrics.csv`` column."""
+        pts = [(r.get("step", i), r[key]) for i, r in enumerate(self.curves) if key in r]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    @property
+    def split(self) -> str:
+        return self.config.get("val_split") or self.config.get("split") or "val"
+
+
+def resolve_run_dir(path: str | Path) -> Path:
+    path = Path(path)
+    return path if path.is_absolute() else reports_dir() / path  # relative run dirs live under reports/
+
+
+def _read_csv(path: Path) -> list[dict[str, float]]:
+    rows = []
+    with open(path, newline="") as fh:
+        for raw in csv.DictReader(fh):
+            row = {}
+            for k, v in raw.items():
+                try:
+                    row[k] = float(v)
+                except (TypeError, ValueError):  # empty cell (another row's column) or text
+                    continue
+            rows.append(row)
+    return rows
+
+
+def load_run(path: str | Path, label: str | None = None, prompt: str = "closed") -> Run:
+    """Read one run directory; ``FileNotFoundError`` (with the reason) if it holds no final metrics."""
+    path = resolve_run_dir(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} does not exist")
+    config = read_json(path / "config.json") if (path / "config.json").exists() else {}
+    per_prompt = path / f"metrics-{prompt}.json"
+    if per_prompt.exists():  # a zero-shot run (notebook 02)
+        metrics, preds = read_json(per_prompt), path / f"predictions-{prompt}.jsonl"
+        config = {**config, "prompt": prompt}
+    elif (path / "metrics.json").exists():
+        metrics, preds = read_json(path / "metrics.json"), path / "predictions.jsonl"
+    else:
+        raise FileNotFoundError(f"{path} has no metrics.json (did the run finish?)")
+    curves = _read_csv(path / "metrics.csv") if (path / "metrics.csv").exists() else []
+    return Run(label or path.name, path, config, metrics, curves, preds if preds.exists() else None)
+
+
+def collect_runs(spec: Mapping[str, str | Path], prompt: str = "closed") -> tuple[dict[str, Run], list[str]]:
+    """``{label: run dir}`` → (the runs that could be read, one line per run that could not). Empty = not given."""
+    runs, missing = {}, []
+    for label, path in spec.items():
+        if not str(path).strip():
+            missing.append(f"{label}: not given")
+            continue
+        try:
+            runs[label] = load_run(path, label, prompt)
+        except FileNotFoundError as err:
+            missing.append(f"{label}: {err}")
+    return runs, missing
+
+
+def find_runs(pattern: str) -> dict[str, Path]:
+    """Run directories matching a glob (``"demo/runs/ablation-*"``, relative to reports/, or absolute), by name."""
+    if not pattern:
+        return {}
+    import glob
+
+    return {Path(p).name: Path(p) for p in sorted(glob.glob(str(resolve_run_dir(pattern)))) if Path(p).is_dir()}
+
+
+def run_spec(zero_shot: str = "", sft: str = "", grpo_zero: str = "", grpo: str = "",
+             ablations: str = "") -> dict[str, str]:
+    """The paper's rows in its order (PAPER.md §6), then ``ablation <name>`` for each directory matching the glob
+    ``ablations`` that is not one of the main runs. Values are paths ("" = not given)."""
+    spec = {"zero-shot base": zero_shot, "SFT": sft, "R1-SGG-Zero": grpo_zero, "R1-SGG": grpo}
+    main = {resolve_run_dir(p) for p in spec.values() if p}
+    spec.update({f"ablation {name}": str(path) for name, path in find_runs(ablations).items() if path not in main})
+    return spec
+
+
+# -- the table ---------------------------------------------------------------------------------------------------------
+def results_table(runs: Mapping[str, Run]) -> list[dict[str, Any]]:
+    """One row per run with the Table 1 columns (NaN where a run lacks a metric)."""
+    return [{"run": label, **{col: float(run.metrics.get(key, math.nan)) for key, col in TABLE_COLUMNS},
+             "images": run.metrics.get("num_images")} for label, run in runs.items()]
+
+
+def format_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The table as Markdown, values in % with two decimals (the paper's layout)."""
+    cols = [c for _, c in TABLE_COLUMNS]
+    lines = ["| run | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for r in rows:
+        cells = ["–" if math.isnan(r[c]) else f"{r[c]:.2f}" for c in cols]
+        lines.append(f"| {r['run']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary(runs: Mapping[str, Run], missing: Sequence[str] = ()) -> dict[str, Any]:
+    """What a report's ``metrics.json`` holds: the table, where each run lives, what was missing."""
+    return {"table": results_table(runs), "runs": {k: str(r.path) for k, r in runs.items()}, "missing": list(missing)}
+
+
+# -- curves ------------------------------------------------------------------------------------------------------------
+def curve_keys(runs: Mapping[str, Run]) -> dict[str, list[str]]:
+    """The ``metrics.csv`` columns worth plotting, by panel: reward components, sampled failure rate, validation."""
+    keys = sorted({k for run in runs.values() for row in run.curves for k in row})
+    rewards = [k for k in keys if k.startswith("train/") and "reward" in k and "std" not in k]
+    failure = [k for k in keys if k.startswith("train/") and "fail" in k]
+    val = [k for k in ("eval/recall", "eval/mean_recall", "eval/failure_rate", "eval/ap50") if k in keys]
+    return {"reward components": rewards, "sampled failure rate": failure, "validation": val}
+
+
+def plot_curves(runs: Mapping[str, Run], figsize_per_panel: tuple[float, float] = (4.2, 3.2)):
+    """Training curves across runs: one panel per metric, one line per run (from ``metrics.csv`` only)."""
+    panels = [k for keys in curve_keys(runs).values() for k in keys]
+    fig = new_figure((figsize_per_panel[0] * min(3, max(1, len(panels))),
+                   figsize_per_panel[1] * max(1, -(-len(panels) // 3))))
+    if not panels:
+        ax = fig.add_subplot()
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no metrics.csv curves in these runs", ha="center", va="center")
+        return fig
+    axes = fig.subplots(-(-len(panels) // 3), min(3, len(panels)), squeeze=False).ravel()
+    colors = _run_colors(runs)
+    for ax, key in zip(axes, panels):
+        for label, run in runs.items():
+            xs, ys = run.series(key)
+            if xs:
+                ax.plot(xs, ys, marker="o" if len(xs) < 15 else None, markersize=3, label=label, color=colors[label])
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    handles = {h.get_label(): h for ax in axes for h in ax.lines}  # every run once, whichever panel has it
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(6, len(handles)),
+               fontsize=8)
+    for ax in axes[len(panels):]:
+        ax.set_axis_off()
+    return fig
+
+
+def _run_colors(runs: Mapping[str, Run]) -> dict[str, Any]:
+    """One colour per run, the same in every panel (matplotlib's cycle restarts in each axes)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return {label: cmap(i % 10) for i, label in enumerate(runs)}
+
+
+# -- long tail ---------------------------------------------------------------------------------------------------------
+def plot_long_tail(runs: Mapping[str, Run], figsize: tuple[float, float] = (10, 3.6)):
+    """Per-predicate recall (pooled, %) with predicates sorted by their GT frequency, one bar group per run: how far
+    down the tail each model reaches (the gap between Recall and mRecall, PAPER.md §6)."""
+    fig = new_figure(figsize)
+    ax = fig.add_subplot()
+    counts: dict[str, int] = {}
+    for run in runs.values():
+        for p, n in run.metrics.get("per_predicate_count", {}).items():
+            counts[p] = max(counts.get(p, 0), int(n))
+    if not counts:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no per-predicate recall in these runs", ha="center", va="center")
+        return fig
+    order = sorted(counts, key=lambda p: (-counts[p], p))
+    width = 0.8 / max(1, len(runs))
+    for j, (label, run) in enumerate(runs.items()):
+        rec = run.metrics.get("per_predicate_recall", {})
+        ax.bar([i + j * width for i in range(len(order))], [rec.get(p, 0.0) for p in order], width=width, label=label,
+               color=_run_colors(runs)[label])
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(order))], [f"{p} ({counts[p]})" for p in order],
+                  rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("recall (%)")
+    ax.set_title("per-predicate recall, predicates by GT frequency (n)", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+# -- ablations ---------------------------------------------------------------------------------------------------------
+def _value(run: Run, param: str) -> str:
+    v = run.config.get(param)
+    return json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else str(v)
+
+
+def ablation_params(runs: Mapping[str, Run]) -> list[str]:
+    """The :data:`ABLATION_PARAMS` that take two or more values among the runs that have them."""
+    return [p for p in ABLATION_PARAMS
+            if len({_value(r, p) for r in runs.values() if p in r.config}) >= 2]
+
+
+def plot_ablation(runs: Mapping[str, Run], param: str, metrics: Sequence[str] = ("recall", "mean_recall"),
+                  figsize: tuple[float, float] = (10, 3.4)):
+    """Final metrics by ``param`` value (left) and validation recall over steps (right), runs having ``param``."""
+    chosen = {k: r for k, r in runs.items() if param in r.config}
+    fig = new_figure(figsize)
+    ax_bar, ax_curve = fig.subplots(1, 2)
+    groups = sorted(chosen.items(), key=lambda kv: (_num(kv[1].config[param]), _value(kv[1], param)))
+    width = 0.8 / max(1, len(metrics))
+    for j, key in enumerate(metrics):
+        ax_bar.bar([i + j * width for i in range(len(groups))],
+                   [float(r.metrics.get(key, math.nan)) for _, r in groups], width=width, label=key)
+    ax_bar.set_xticks([i + 0.4 - width / 2 for i in range(len(groups))],
+                      [f"{param}={_value(r, param)}\n{label}" for label, r in groups], fontsize=7)
+    ax_bar.set_ylabel("%")
+    ax_bar.set_title(f"ablation: {param}", fontsize=10)
+    ax_bar.legend(fontsize=8)
+    for label, run in groups:
+        xs, ys = run.series("eval/recall")
+        if xs:
+            ax_curve.plot(xs, ys, marker="o", markersize=3, label=f"{param}={_value(run, param)}")
+    ax_curve.set(xlabel="step", ylabel="validation recall (%)")
+    if ax_curve.lines:
+        ax_curve.legend(fontsize=8)
+    return fig
+
+
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.inf
+
+
+# -- best / worst images -----------------------------------------------------------------------------------------------
+def per_image_recall(run: Run, rows) -> list[tuple[str, float]]:
+    """``(image id, recall %)`` for each image of ``rows`` (loaders' schema) with GT relations and a prediction
+    record, by the Hard Recall rule (:func:`sgglib.matching.triplet_scores`, as the metric); failures score 0."""
+    from .matching import triplet_scores
+    from .viz import prediction_in_pixels
+
+    records = {str(r["image_id"]): r for r in run.records() if r.get("sample", 0) == 0}
+    out = []
+    for row in rows:
+        record = records.get(str(row["image_id"]))
+        if record is None or not row["relationships"]:
+            continue
+        _, pred = prediction_in_pixels(record, row["width"], row["height"])
+        hits = triplet_scores(pred, _gt(row)) > 0.5 if pred is not None else [0.0]
+        out.append((str(row["image_id"]), 100.0 * float(sum(hits)) / len(row["relationships"])))
+    return out
+
+
+def _gt(row):
+    from .graph import SceneGraph
+
+    return SceneGraph.from_dict(row)
+
+
+def best_worst(run: Run, rows, n: int = 2) -> tuple[list[str], list[str]]:
+    """The ``n`` images with the highest and the lowest per-image recall (ties: the most GT relations first)."""
+    sizes = {str(r["image_id"]): len(r["relationships"]) for r in rows}
+    scored = sorted(per_image_recall(run, rows), key=lambda t: (-t[1], -sizes[t[0]], t[0]))
+    best = [i for i, _ in scored[:n]]
+    worst = [i for i, _ in sorted(scored, key=lambda t: (t[1], -sizes[t[0]], t[0]))[:n] if i not in best]
+    return best, worst
+
+
+def gt_rows(run: Run, dataset: str = "", split: str = "", limit: int = 0):
+    """The GT rows a run was validated on (its config's dataset and split unless given), as a list."""
+    from . import data
+
+    ds = data.load_sgg(dataset or run.config.get("dataset", "synthetic"), split=split or run.split)
+    ids = {str(r["image_id"]) for r in run.records()}
+    keep = [i for i, image_id in enumerate(ds["image_id"]) if str(image_id) in ids] if ids else range(len(ds))
+    keep = list(keep)[:limit or None]
+    return [ds[i] for i in keep]

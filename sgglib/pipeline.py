@@ -1,0 +1,218 @@
+"""The whole study in one command (``make demo``): notebooks 01 → 05 under papermill into ``reports/<run_id>/``.
+
+    python -m sgglib.pipeline --run-id demo                     # the embedded default
+    python -m sgglib.pipeline --run-id smoke --smoke            # tiny sizes: checks the plumbing in minutes
+    python -m sgglib.pipeline --run-id x -p 03.max_steps=300 -p limit=50   # override any notebook parameter
+
+What lands in ``reports/<run_id>/``:
+
+- ``notebooks/NN_*.ipynb`` — each executed notebook, and ``html/NN_*.html`` — its HTML export (nbconvert);
+- ``runs/<stage>/`` — each notebook's run directory (``data``, ``zero-shot``, ``sft``, ``grpo-zero``, ``grpo``);
+- ``metrics.json``, ``table.md``, ``figures/`` — notebook 05's comparison table and plots;
+- ``pipeline.json`` — what ran, with which parameters, how long it took, what was skipped and why.
+
+Parameters reach a notebook only if its ``parameters`` cell declares them (papermill's ``inspect_notebook``), so a
+notebook may drop or rename one without breaking the driver; ``-p name=value`` goes to every notebook declaring
+``name``, ``-p 03.name=value`` to notebook 03 only. A notebook that does not exist yet is skipped with a message,
+and a notebook that fails stops the stages after it except 05, which reports whatever runs exist.
+
+The real path (PAPER.md §3) is the same command with the model and data switched, on a GPU machine with the hub:
+``-p model=Qwen/Qwen2-VL-2B-Instruct -p dataset=<VG150 dir> -p source=<VG150 dir> -p dtype=bfloat16 -p bf16=True``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from .runs import repo_path, reports_dir, write_json
+
+
+@dataclass
+class Stage:
+    """One notebook run: its key (``-p KEY.name=value``), file, run directory name and parameters."""
+
+    key: str
+    notebook: str
+    run: str
+    params: Callable[[Path], dict[str, Any]] = field(repr=False)
+    """run directories of the pipeline (``reports/<run_id>/runs``) → parameters"""
+
+
+def _stages(model: str) -> list[Stage]:
+    def r(runs: Path, name: str) -> str:
+        return str(runs / name)
+
+    return [
+        Stage("01", "01_data_prep.ipynb", "data", lambda runs: {"run_dir": r(runs, "data")}),
+        Stage("02", "02_zero_shot_baselines.ipynb", "zero-shot",
+              lambda runs: {"run_dir": r(runs, "zero-shot"), "model": model}),
+        Stage("03", "03_sft.ipynb", "sft",
+              lambda runs: {"run_dir": r(runs, "sft"), "model": model, "zero_shot_run": r(runs, "zero-shot")}),
+        # R1-SGG-Zero: GRPO straight from the base model; R1-SGG: from the SFT checkpoint (PAPER.md §3, issue 5)
+        Stage("04-zero", "04_grpo.ipynb", "grpo-zero",
+              lambda runs: {"run_dir": r(runs, "grpo-zero"), "init": model, "model": model}),
+        Stage("04", "04_grpo.ipynb", "grpo",
+              lambda runs: {"run_dir": r(runs, "grpo"), "init": r(runs, "sft/final"), "model": model,
+                            "sft_run": r(runs, "sft")}),
+        Stage("05", "05_analysis.ipynb", "analysis",
+              lambda runs: {"zero_shot_run": r(runs, "zero-shot"), "sft_run": r(runs, "sft"),
+                            "grpo_zero_run": r(runs, "grpo-zero"), "grpo_run": r(runs, "grpo"),
+                            "ablation_runs": r(runs, "ablation-*"), "report_dir": str(runs.parent)}),
+    ]
+
+
+# Tiny sizes for a smoke run: every notebook top to bottom in a few minutes on 2 cores; the numbers mean nothing.
+SMOKE = {
+    "01": {"split": "val", "num_images": 12, "max_objects": 6, "num_examples": 2},
+    "02": {"limit": 3, "max_new_tokens": 6, "batch_size": 2, "num_examples": 1, "num_failures_shown": 2},
+    "03": {"train_limit": 8, "max_steps": 2, "batch_size": 2, "eval_steps": 1, "val_limit": 2,
+           "eval_max_new_tokens": 6, "save_steps": 2, "num_examples": 1},
+    "04": {"max_steps": 2, "group_size": 2, "prompts_per_step": 1, "max_completion_length": 6, "val_limit": 2,
+           "eval_steps": 1, "eval_max_new_tokens": 6, "save_steps": 2, "train_limit": 4, "num_examples": 1},
+    "05": {"num_panels": 1, "viewer_images": 5},
+}
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["03.max_steps=2", "limit=5"]`` → ``{"03": {"max_steps": 2}, "*": {"limit": 5}}``; values are Python
+    literals when they parse as one, else strings."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"override {item!r} is not name=value or NN.name=value")
+        key, _, name = name.rpartition(".") if "." in name else ("*", "", name)
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        out.setdefault(key, {})[name] = value
+    return out
+
+
+def _for_stage(table: Mapping[str, Mapping[str, Any]], key: str) -> dict[str, Any]:
+    # "04" settings apply to both GRPO stages ("04-zero" and "04"); "04-zero" ones to that stage only
+    merged = dict(table.get("*", {}))
+    merged.update(table.get(key.split("-")[0], {}))
+    merged.update(table.get(key, {}) if "-" in key else {})
+    return merged
+
+
+def export_html(notebook: Path, out: Path) -> Path:
+    """nbconvert's HTML export of an executed notebook (outputs included)."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_filename(str(notebook))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(body, encoding="utf-8")
+    return out
+
+
+def ensure_base_model(model: str, pretrain_steps: int, log: Callable[[str], None] = print) -> None:
+    """The embedded ``tiny-base`` is built by pre-training (:func:`sgglib.tiny.pretrain_base`) on first use."""
+    from .models import resolve_model
+
+    if model != "tiny-base":
+        return
+    try:
+        resolve_model(model)
+    except FileNotFoundError:
+        log(f"[base] data/models/tiny-base is missing: pre-training it ({pretrain_steps} steps, once per clone)")
+        from .tiny import pretrain_base
+
+        t0 = time.time()
+        pretrain_base(max_steps=pretrain_steps)
+        log(f"[base] done in {time.time() - t0:.0f} s")
+
+
+def run_pipeline(run_id: str, *, model: str = "tiny-base", smoke: bool = False, stages: Sequence[str] = (),
+                 overrides: Mapping[str, Mapping[str, Any]] | None = None, pretrain_steps: int = 600,
+                 notebooks_dir: str | Path | None = None, out_root: str | Path | None = None,
+                 progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the stages in order into ``<out_root or reports/>/<run_id>/``; returns (and writes) ``pipeline.json``."""
+    import papermill as pm
+
+    nb_dir = Path(notebooks_dir) if notebooks_dir else repo_path("notebooks")
+    root = (Path(out_root) if out_root else reports_dir()) / run_id
+    runs = root / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    table = {k: dict(v) for k, v in (SMOKE if smoke else {}).items()}
+    for key, values in (overrides or {}).items():
+        table.setdefault(key, {}).update(values)
+    chosen = [s for s in _stages(model) if not stages or s.key in stages or s.key.split("-")[0] in stages]
+    record: dict[str, Any] = {"run_id": run_id, "model": model, "smoke": smoke, "stages": []}
+    failed = None
+    if any(s.key in ("02", "03", "04", "04-zero") and (nb_dir / s.notebook).exists() for s in chosen):
+        ensure_base_model(model, pretrain_steps, log)
+    t_all = time.time()
+    for n, stage in enumerate(chosen, start=1):
+        entry: dict[str, Any] = {"stage": stage.key, "notebook": stage.notebook}
+        record["stages"].append(entry)
+        head = f"[{n}/{len(chosen)}] {stage.key} {stage.notebook}"
+        src = nb_dir / stage.notebook
+        if not src.exists():
+            entry.update(status="skipped", reason=f"{src} does not exist (yet)")
+            log(f"{head}: SKIPPED, {src.name} does not exist yet; its runs will be missing from the report")
+            continue
+        if failed is not None and stage.key != "05":
+            entry.update(status="skipped", reason=f"stage {failed} failed")
+            log(f"{head}: SKIPPED, stage {failed} failed")
+            continue
+        declared = pm.inspect_notebook(str(src))
+        wanted = {**stage.params(runs), **_for_stage(table, stage.key)}
+        params = {k: v for k, v in wanted.items() if k in declared}
+        entry.update(parameters=params, ignored=sorted(set(wanted) - set(params)))
+        out_nb = root / "notebooks" / f"{stage.key}_{stage.notebook.split('_', 1)[1]}"
+        out_nb.parent.mkdir(parents=True, exist_ok=True)
+        shown = ", ".join(f"{k}={v}".replace(f"{root}/", "") for k, v in params.items())  # paths relative to root
+        log(f"{head}: running → {out_nb.relative_to(root)}  ({shown})")
+        t0 = time.time()
+        try:
+            pm.execute_notebook(str(src), str(out_nb), parameters=params, kernel_name="python3",
+                                cwd=str(nb_dir), progress_bar=progress)
+            entry["status"] = "ok"
+        except pm.PapermillExecutionError as err:
+            entry.update(status="failed", error=f"{err.ename}: {err.evalue}"[:500])
+            failed = failed or stage.key
+        entry["seconds"] = round(time.time() - t0, 1)
+        entry["html"] = str(export_html(out_nb, root / "html" / out_nb.with_suffix(".html").name).relative_to(root))
+        log(f"{head}: {entry['status']} in {entry['seconds']:.0f} s" + (f" — {entry['error']}" if failed == stage.key
+                                                                         and "error" in entry else ""))
+    record["seconds"] = round(time.time() - t_all, 1)
+    record["ok"] = failed is None
+    write_json(root / "pipeline.json", record)
+    summary = root / "table.md"
+    log(f"done in {record['seconds']:.0f} s → {root}" + (f"\n{summary.read_text()}" if summary.exists() else ""))
+    return record
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sgglib.pipeline", description=__doc__.splitlines()[0])
+    ap.add_argument("--run-id", default="demo", help="report folder name under reports/ (default: demo)")
+    ap.add_argument("--model", default="tiny-base", help="model for 02-04 (default: the embedded tiny-base)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: check the plumbing, not the numbers")
+    ap.add_argument("--stages", default="", help="comma-separated stage keys to run (default: all), e.g. 01,05")
+    ap.add_argument("-p", "--param", action="append", default=[], metavar="[NN.]NAME=VALUE",
+                    help="notebook parameter override (repeatable)")
+    ap.add_argument("--pretrain-steps", type=int, default=600, help="steps to pre-train tiny-base if it is missing")
+    ap.add_argument("--out-root", default="", help="folder holding <run_id>/ (default: reports/)")
+    args = ap.parse_args(argv)
+    try:
+        overrides = parse_overrides(args.param)
+    except ValueError as err:
+        ap.error(str(err))
+    record = run_pipeline(args.run_id, model=args.model, smoke=args.smoke,
+                          stages=[s for s in args.stages.split(",") if s], overrides=overrides,
+                          pretrain_steps=args.pretrain_steps, out_root=args.out_root or None)
+    return 0 if record["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
