@@ -243,6 +243,24 @@ def test_deviation_text_around_the_json_is_tolerated():
     assert one(R.edge_hard_reward, text) == 2.5 and one(R.format_reward, text) == 0.0
 
 
+def test_deviation_ids_compared_after_normalisation():
+    # deviation 5 (lenient side): a relation naming "Person_1.1" for the object "person 1.1" is valid for us; the
+    # reference's format check compared raw strings and gave 0
+    text = answer([("person 1.1", PERSON[1]), HORSE], [("Person_1.1", "riding", "horse.1")])
+    assert one(R.format_reward, text) == 1.0 and ref.format_reward(text) == 0.0
+
+
+def test_each_completion_is_parsed_once_per_suite():
+    # the five soft-preset rewards share one parse (and one Hungarian matching) per completion
+    from sgglib.parse import _parse
+
+    texts, sols, scales = map(list, zip(*CASES[:40]))
+    R.clear_caches()
+    for fn in R.reward_preset("soft"):
+        fn(texts, sols, scales)
+    assert _parse.cache_info().misses == len(set(texts))
+
+
 def test_hard_recall_fast_path_equals_general_path():
     # matching.triplet_scores answers exact similarity by a candidate-pair fast path; an exact similarity that is not
     # an ExactSimilarity instance takes the general matrix path: both agree on every random case
