@@ -73,7 +73,7 @@ def _column(rows, key: str) -> list:
     return list(rows[key]) if hasattr(rows, "column_names") else [r[key] for r in rows]
 
 
-def png_bytes(fig, dpi: int = 80) -> bytes:
+def png_bytes(fig, dpi: int = 100) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()

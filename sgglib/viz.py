@@ -190,10 +190,11 @@ def draw_graph(nodes: Sequence[tuple[str, tuple[float, float], Any]],
                edges: Sequence[tuple[str, str, str, Any]], *, ax=None, title: str | None = None,
                figsize: tuple[float, float] = (5, 5), fontsize: float = 7):
     """A directed graph drawn by networkx: ``nodes`` are ``(id, (x, y) anchor, colour)``, ``edges`` are
-    ``(subject, object, predicate, colour)``; parallel edges share one arrow with their labels joined.
+    ``(subject, object, predicate, colour)``. Edges between one pair share an arrow (labels joined) when they share a
+    colour; each other colour gets its own, more curved arrow, so a diff never hides a state.
 
-    Anchors (box centres in image pixels) seed a spring layout, so the graph keeps the image's left/right and
-    up/down while labels get room to breathe.
+    Anchors (box centres in image pixels) seed a short spring layout: the graph keeps the image's left/right and
+    up/down, while nodes of overlapping boxes move apart.
     """
     import networkx as nx
 
@@ -208,32 +209,33 @@ def draw_graph(nodes: Sequence[tuple[str, tuple[float, float], Any]],
     g = nx.DiGraph()
     for nid, (x, y), color in nodes:
         g.add_node(nid, anchor=(x, -y), color=color)  # image y grows downwards
-    labels: dict[tuple[str, str], list[str]] = {}
+    groups: dict[Any, dict[tuple[str, str], list[str]]] = {}  # colour → (subject, object) → predicates
     for s, o, pred, color in edges:
         if s in g and o in g:
-            labels.setdefault((s, o), []).append(pred)
-            if not g.has_edge(s, o):
-                g.add_edge(s, o, color=color)
+            groups.setdefault(color, {}).setdefault((s, o), []).append(pred)
+            g.add_edge(s, o)
     if not len(g):
         ax.text(0.5, 0.5, "(empty graph)", ha="center", va="center", transform=ax.transAxes, fontsize=fontsize)
         return fig
     anchors = nx.get_node_attributes(g, "anchor")
     span = max(1.0, max(max(abs(a), abs(b)) for a, b in anchors.values()))
     start = {n: (a / span, b / span) for n, (a, b) in anchors.items()}
-    pos = nx.spring_layout(g, pos=start, seed=0, iterations=20, k=1.2 / max(1, len(g)) ** 0.5) \
+    pos = nx.spring_layout(g.to_undirected(), pos=start, seed=0, iterations=8, k=0.6 / max(1, len(g)) ** 0.5) \
         if len(g) > 1 else start
-    node_colors = [g.nodes[n]["color"] for n in g]
-    nx.draw_networkx_nodes(g, pos, ax=ax, node_color=node_colors, node_size=260, edgecolors="black", linewidths=0.5)
-    nx.draw_networkx_labels(g, pos, ax=ax, font_size=fontsize - 1,
-                            labels={n: n for n in g}, verticalalignment="bottom")
-    if g.number_of_edges():
-        edge_list = list(g.edges)
-        nx.draw_networkx_edges(g, pos, ax=ax, edgelist=edge_list, edge_color=[g.edges[e]["color"] for e in edge_list],
-                               arrows=True, arrowstyle="-|>", arrowsize=10, node_size=260,
-                               connectionstyle="arc3,rad=0.1")
-        nx.draw_networkx_edge_labels(g, pos, ax=ax, edge_labels={e: " / ".join(labels[e]) for e in edge_list},
-                                     font_size=fontsize - 1, connectionstyle="arc3,rad=0.1",
-                                     bbox=dict(facecolor="white", alpha=0.7, pad=0.2, linewidth=0))
+    nx.draw_networkx_nodes(g, pos, ax=ax, node_color=[g.nodes[n]["color"] for n in g], node_size=260,
+                           edgecolors="black", linewidths=0.5)
+    nx.draw_networkx_labels(g, pos, ax=ax, font_size=fontsize - 1, verticalalignment="bottom")
+    taken: dict[tuple[str, str], int] = {}
+    for color, pairs in groups.items():
+        for (s, o), preds in pairs.items():
+            k = taken[(s, o)] = taken.get((s, o), -1) + 1
+            style = f"arc3,rad={0.1 + 0.25 * k}"
+            nx.draw_networkx_edges(g, pos, ax=ax, edgelist=[(s, o)], edge_color=[color], arrows=True,
+                                   arrowstyle="-|>", arrowsize=10, node_size=260, connectionstyle=style)
+            nx.draw_networkx_edge_labels(g, pos, ax=ax, edge_labels={(s, o): " / ".join(preds)},
+                                         font_size=fontsize - 1, font_color=color if color != "black" else "k",
+                                         connectionstyle=style,
+                                         bbox=dict(facecolor="white", alpha=0.7, pad=0.2, linewidth=0))
     ax.margins(0.15)
     return fig
 
