@@ -1,0 +1,536 @@
+"""GRPO with the graph rewards (PAPER.md §2–§3) through stock TRL ``GRPOTrainer`` — R1-SGG and R1-SGG-Zero.
+
+Rows of a scene-graph dataset become TRL GRPO rows (:func:`sgglib.prompts.grpo_example`): ``image`` (a dataset
+column, TRL's VLM mode), a conversational ``prompt`` with the RL system prompt, ``solution`` (the GT graph in
+[0, 1]) and ``box_scale`` (the frame the model writes boxes in: 0–1000 for Qwen2-VL, resized pixels for
+Qwen2.5-VL). The rewards of :mod:`sgglib.rewards` are TRL ``reward_funcs``; each is built with unit weight and the
+preset's weights go to TRL's ``reward_weights``, so ``train/reward_<name>`` columns are unweighted (Hard Recall as a
+fraction, the size guard in [−1, 0]) and ``train/reward`` is the weighted total the advantage sees. Everything else
+goes through TRL's public hooks: callbacks (CSV, validation, time budget) and a weight-0 reward that only *measures*
+the sampled completions via ``log_metric`` (:class:`SampledStats`: sampled failure rate and recall).
+
+A run directory (STYLE.md §3): ``config.json``, ``metrics.csv`` (every ``logging_steps``: ``train/reward``,
+``train/reward_<component>``, ``train/sampled_failure_rate``, ``train/sampled_recall``, ``train/completion_length``,
+``train/clip_ratio``, ``train/kl`` (only when β > 0: TRL keeps no reference model at β = 0), loss, grad norm; every
+``eval_steps`` and at step 0: greedy ``eval/failure_rate``, ``eval/ap50``, ``eval/recall``, ``eval/mean_recall``),
+``checkpoints/`` (resumable), ``final/``, ``predictions.jsonl`` + ``metrics.json`` (final greedy validation, with the
+step-0 one as ``initial``), ``curves.png`` (training reward and validation recall on one plot: the reward-hacking
+check).
+
+Multi-process: ``accelerate launch`` works unchanged (``configs/accelerate/*.yaml``); ``prompts_per_step`` is global.
+Logging and validation happen on the main process only (greedy validation uses the unwrapped model, so with ZeRO-3 /
+FSDP sharding set ``eval_steps=0`` and evaluate ``final/`` afterwards).
+
+Command line: ``python -m sgglib.grpo --init sft --max-steps 300 --run-dir grpo-ref``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import prompts, rewards
+from .parse import completion_text, parse_completion
+from .runs import make_run_dir, repo_path, reports_dir, write_json
+from .sft import EVAL_KEYS, CSVLogger, TimeBudget, ValidationCallback, validate
+
+
+@dataclass
+class GRPORunConfig:
+    """One GRPO run. Defaults: the embedded world and tiny model on 2 CPU cores; :data:`PAPER_GRPO` holds the paper's
+    real-path parameters."""
+
+    init: str = "sft"
+    """``sft`` (R1-SGG: the newest ``reports/sft*/final``, written by notebook 03), ``base`` (R1-SGG-Zero: ``model_id``
+    itself), or a path: a model directory or an SFT run directory (its ``final/`` is used)"""
+    model_id: str = "tiny-base"
+    """the base model ``init="base"`` starts from: an embedded name, a directory or a hub id
+    (``Qwen/Qwen2-VL-2B-Instruct`` on the real path)"""
+    dataset: str = "synthetic"
+    """``sgglib.data.load_sgg`` source"""
+    train_split: str = "train"
+    """split the prompts are drawn from"""
+    val_split: str = "val"
+    """split for greedy validation"""
+    train_limit: int | None = None
+    """cap on training images (None = the whole split)"""
+    val_limit: int = 64
+    """validation images decoded at each evaluation"""
+    prompt: str = "closed"
+    """``closed`` (vocabulary listed; the paper's main setting) or ``open``"""
+    system_prompt: str | None = prompts.RL_SYSTEM_PROMPT
+    """system turn for rollouts and validation (the paper: the R1-style think/answer prompt)"""
+    rewards: Any = "hard"
+    """a preset (``hard`` = format + Hard Recall, ``relax``, ``soft`` = format + node_acc + node_box + edge_soft; each
+    with the size guard) or explicit weights: a dict ``{reward name: weight}`` or a string
+    ``"format_reward:1,edge_hard_reward:5"`` (names from ``sgglib.rewards.REWARD_FUNCS``)"""
+    reward_sim: str = "exact"
+    """name similarity for relax/soft rewards: ``exact`` or ``embedding`` (all-MiniLM-L6-v2, PAPER.md §2)"""
+    format_strict: bool = True
+    """format reward needs ``<think>…</think><answer>…</answer>`` (the reference); False also pays half for a valid
+    untagged graph (the reference's unused non-strict mode)"""
+    group_size: int = 8
+    """G, completions sampled per prompt (the paper: 8; 16 was more stable)"""
+    prompts_per_step: int = 4
+    """prompts per optimizer step across all processes (the paper: 32); completions per step = this × G"""
+    grad_accum: int = 1
+    """micro-batches per optimizer step (per-device batch = prompts_per_step × G / processes / grad_accum)"""
+    max_steps: int = 300
+    """optimizer steps; -1 = one epoch over the training split (the paper)"""
+    learning_rate: float = 2e-5
+    """AdamW learning rate (FACTS.md: 1e-4 wrecked the 0.6 M tiny model, 2e-5 was stable; the paper: 6e-7)"""
+    lr_scheduler: str = "constant"
+    """transformers scheduler name"""
+    warmup_ratio: float = 0.0
+    """fraction of steps warming up"""
+    max_grad_norm: float = 1.0
+    """gradient clipping"""
+    beta: float = 0.0
+    """KL coefficient (the paper: 0 beat 0.04); > 0 loads a reference model"""
+    epsilon: float = 0.2
+    """PPO clip range"""
+    num_iterations: int = 1
+    """optimisation passes per generated batch (μ); 1 = strictly on-policy, as the reference"""
+    loss_type: str = "dapo"
+    """TRL loss normalisation (``dapo`` TRL's default, ``grpo`` the reference's per-sequence mean, ``dr_grpo``)"""
+    scale_rewards: str = "group"
+    """advantage scaling: ``group`` (r − mean)/std as the reference, ``batch`` or ``none``"""
+    max_completion_length: int = 400
+    """sampling budget in tokens (the paper: 1024); a cut answer is a ``truncated`` failure"""
+    temperature: float = 1.0
+    """sampling temperature (the paper: 1.0)"""
+    top_p: float = 1.0
+    """nucleus sampling (the paper: 0.9)"""
+    top_k: int = 0
+    """top-k sampling, 0 = off (the paper: 50)"""
+    lora_r: int = 0
+    """LoRA rank; 0 = full fine-tuning"""
+    lora_alpha: int = 16
+    """LoRA scaling"""
+    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    """modules that get adapters"""
+    dtype: str = "float32"
+    """weights dtype when loading (``bfloat16`` on GPU)"""
+    bf16: bool = False
+    """bf16 mixed precision (GPU)"""
+    attn_implementation: str = "sdpa"
+    """``sdpa``, ``eager`` or ``flash_attention_2`` (GPU)"""
+    gradient_checkpointing: bool = False
+    """TRL turns it on by default, which only slows the tiny CPU model (FACTS.md)"""
+    max_pixels: int | None = None
+    """processor's max pixels (the paper: 512·28·28 in GRPO); None = the checkpoint's"""
+    use_vllm: bool = False
+    """generate rollouts with vLLM (GPU only, needs ``pip install vllm``)"""
+    vllm_mode: str = "colocate"
+    """``colocate`` (vLLM shares the training GPUs) or ``server`` (``trl vllm-serve`` on other GPUs)"""
+    vllm_gpu_memory_utilization: float = 0.3
+    """share of each GPU vLLM may take in colocate mode"""
+    vllm_server_host: str = "0.0.0.0"
+    """host of the ``trl vllm-serve`` process in server mode"""
+    logging_steps: int = 1
+    """write a ``train/…`` row every N steps (TRL averages its metrics over them)"""
+    eval_steps: int = 50
+    """greedy validation every N steps (and at step 0); 0 = only at the end"""
+    eval_batch_size: int = 32
+    """images per generate() call during validation"""
+    eval_max_new_tokens: int = 400
+    """generation budget during validation (the paper: 2048)"""
+    save_steps: int = 100
+    """checkpoint every N steps"""
+    save_total_limit: int = 2
+    """checkpoints kept"""
+    resume: bool = True
+    """resume from the newest checkpoint in the run directory if there is one"""
+    max_minutes: float | None = None
+    """stop after this many minutes of training (single process only); the final save and validation still run"""
+    seed: int = 0
+    """seed for prompt order and sampling"""
+    run_dir: str | None = None
+    """run directory (relative paths go under reports/); None = reports/grpo-<timestamp>"""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """further ``trl.GRPOConfig`` fields passed through unchanged (e.g. ``{"vllm_server_port": 8001}``)"""
+
+    def reward_weights(self) -> dict[str, float]:
+        """``{reward name: weight}`` of :attr:`rewards`."""
+        spec = self.rewards
+        if isinstance(spec, str) and spec in rewards.PRESETS:
+            return dict(rewards.PRESETS[spec])
+        if isinstance(spec, str):
+            try:
+                spec = {k.strip(): float(v) for k, v in (item.split(":") for item in spec.split(",") if item.strip())}
+            except ValueError as err:
+                raise ValueError(f"rewards must be a preset {sorted(rewards.PRESETS)} or 'name:weight,…', "
+                                 f"got {self.rewards!r}") from err
+        unknown = [k for k in spec if k not in rewards.REWARD_CLASSES]
+        if unknown or not spec:
+            raise ValueError(f"unknown rewards {unknown}; choose from {sorted(rewards.REWARD_CLASSES)}")
+        return {k: float(v) for k, v in spec.items()}
+
+    def validate(self) -> "GRPORunConfig":
+        self.reward_weights()
+        if self.group_size < 2:
+            raise ValueError("group_size must be >= 2 (the advantage is relative to the group)")
+        if self.prompts_per_step < 1 or self.grad_accum < 1 or self.max_steps == 0:
+            raise ValueError("prompts_per_step, grad_accum >= 1 and max_steps -1 or positive required")
+        if self.prompt not in ("open", "closed") or self.vllm_mode not in ("colocate", "server"):
+            raise ValueError("prompt must be open/closed and vllm_mode colocate/server")
+        if self.learning_rate <= 0 or self.beta < 0 or not 0 < self.top_p <= 1 or self.temperature <= 0:
+            raise ValueError("learning_rate > 0, beta >= 0, 0 < top_p <= 1 and temperature > 0 required")
+        return self
+
+
+# The paper's GRPO (PAPER.md §3; reference scripts/grpo/*): from the SFT checkpoint of Qwen2-VL-2B-Instruct, VG150,
+# 1 epoch, 32 prompts/step × G = 8, lr 6e-7, β = 0, temperature 1.0, top_p 0.9, top_k 50, 1024 completion tokens,
+# max_pixels 512·28·28, ε = 0.2, bf16, vLLM rollouts. Its old TRL fork normalised the loss per sequence (``grpo``)
+# and scaled advantages by the group std. 16 GPUs × 2 completions each (grad_accum 8 on one 8-GPU node).
+PAPER_GRPO = GRPORunConfig(
+    init="reports/sft-paper", model_id="Qwen/Qwen2-VL-2B-Instruct", dataset="vg150", prompt="closed",
+    rewards="hard", group_size=8, prompts_per_step=32, max_steps=-1, learning_rate=6e-7, beta=0.0, epsilon=0.2,
+    loss_type="grpo", scale_rewards="group", max_completion_length=1024, temperature=1.0, top_p=0.9, top_k=50,
+    max_pixels=512 * 28 * 28, dtype="bfloat16", bf16=True, attn_implementation="flash_attention_2",
+    gradient_checkpointing=True, use_vllm=True, vllm_mode="colocate", eval_steps=0, eval_max_new_tokens=2048,
+    val_limit=5000, save_steps=100, seed=42,
+)
+
+
+# -- model, data, rewards -----------------------------------------------------------------------------------------
+def resolve_init(init: str, model_id: str = "tiny-base") -> str:
+    """The model directory (or hub id) a run starts from; raises with the notebook to run when none exists."""
+    if init == "base":
+        return model_id
+    if init == "sft":
+        finals = [p.parent for p in reports_dir().glob("sft*/final/config.json")]
+        if not finals:
+            raise FileNotFoundError(
+                f"init='sft' needs an SFT checkpoint and {reports_dir()} has no sft*/final/: run notebooks/03_sft.ipynb "
+                "first (or `python -m sgglib.sft --run-dir sft-ref`), or pass init=<model or run directory>, "
+                "or init='base' for R1-SGG-Zero")
+        return str(max(finals, key=lambda p: (p / "config.json").stat().st_mtime))
+    for path in (Path(init), repo_path(init), reports_dir(init)):
+        if (path / "final" / "config.json").exists():
+            return str(path / "final")
+        if (path / "config.json").exists():
+            return str(path)
+    return init  # a hub id or an embedded name: the loader decides
+
+
+class _GRPOExamples:
+    """A ``datasets`` transform: stored rows → TRL GRPO rows (images stay encoded on disk until read)."""
+
+    def __init__(self, vocabulary, system: str | None, convention: str, min_pixels: int, max_pixels: int):
+        self.vocabulary, self.system, self.convention = vocabulary, system, convention
+        self.min_pixels, self.max_pixels = min_pixels, max_pixels
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        out = []
+        for values in zip(*batch.values()):
+            row = dict(zip(batch, values))
+            resized = None
+            if self.convention != "qwen2vl":  # Qwen2.5-VL writes pixels of its resized input
+                resized = prompts.resized_size(row["width"], row["height"], min_pixels=self.min_pixels,
+                                               max_pixels=self.max_pixels)
+            ex = prompts.grpo_example(row, self.vocabulary, self.convention, resized)
+            ex["prompt"] = prompts.prompt_messages(prompts.user_prompt(self.vocabulary), self.system)
+            ex["image"] = ex["image"].convert("RGB")
+            out.append(ex)
+        return {k: [e[k] for e in out] for k in ("image", "prompt", "solution", "box_scale", "image_id")}
+
+
+def make_train_dataset(rows, processor, vocabulary=None, system: str | None = prompts.RL_SYSTEM_PROMPT):
+    """Wrap a ``datasets.Dataset`` of scene-graph rows for ``GRPOTrainer``."""
+    from transformers import Qwen2_5_VLProcessor
+
+    ip = processor.image_processor
+    convention = "qwen2.5vl" if isinstance(processor, Qwen2_5_VLProcessor) else "qwen2vl"
+    min_px = ip.min_pixels if getattr(ip, "min_pixels", None) else ip.size["shortest_edge"]
+    max_px = ip.max_pixels if getattr(ip, "max_pixels", None) else ip.size["longest_edge"]
+    return rows.with_transform(_GRPOExamples(vocabulary, system, convention, min_px, max_px))
+
+
+SAMPLED_STATS = "sampled_stats"
+
+
+class SampledStats:
+    """A weight-0 "reward" that only measures the sampled completions and logs them through TRL's ``log_metric``:
+    ``sampled_failure_rate`` (% not parsing into a graph), ``sampled_recall`` (% GT triplets hit, the Hard Recall of
+    the samples; compare with greedy ``eval/recall``), ``sampled_tagged`` (% with think/answer tags) and the mean
+    numbers of listed objects and relations (the spam check)."""
+
+    def __init__(self):
+        self.__name__ = SAMPLED_STATS  # TRL's name for the (constant zero) reward column, dropped from the CSV
+        self.recall = rewards.EdgeHardReward(weight=100.0)
+
+    def __call__(self, completions, solution, box_scale=None, log_metric=None, **kwargs) -> list[float]:
+        results = [parse_completion(completion_text(c)) for c in completions]
+        graphs = [r.graph for r in results if r.ok]
+        n = max(1, len(results))
+        if log_metric is not None:
+            log_metric("sampled_failure_rate", 100.0 * (len(results) - len(graphs)) / n)
+            log_metric("sampled_recall", sum(self.recall(completions, solution, box_scale)) / n)
+            log_metric("sampled_tagged", 100.0 * sum(r.strict_format for r in results) / n)
+            log_metric("sampled_objects", sum(len(g.objects) for g in graphs) / max(1, len(graphs)))
+            log_metric("sampled_relations", sum(len(g.relations) for g in graphs) / max(1, len(graphs)))
+        return [0.0] * len(completions)
+
+
+def build_rewards(cfg: GRPORunConfig) -> tuple[list, list[float]]:
+    """``(reward_funcs, reward_weights)`` for TRL: unit-weight sgglib rewards, the config's weights, and the
+    weight-0 :class:`SampledStats`."""
+    funcs, weights = [], []
+    sim = cfg.reward_sim
+    for name, weight in cfg.reward_weights().items():
+        cls = rewards.REWARD_CLASSES[name]
+        if cls is rewards.FormatReward:
+            funcs.append(cls(weight=1.0, strict=cfg.format_strict))
+        else:
+            funcs.append(cls(weight=1.0, sim=sim) if cls.uses_sim else cls(weight=1.0))
+        weights.append(weight)
+    return funcs + [SampledStats()], weights + [0.0]
+
+
+# -- logging, validation, plotting ----------------------------------------------------------------------------------
+_RENAMES = {"completions/mean_length": "train/completion_length", "clip_ratio/region_mean": "train/clip_ratio",
+            "completions/clipped_ratio": "train/truncated_ratio"}
+
+
+def metric_key(key: str) -> str | None:
+    """TRL's log key → our namespaced CSV column (``rewards/edge_hard_reward/mean`` → ``train/reward_edge_hard``);
+    None drops it."""
+    if key.startswith("rewards/"):
+        _, name, stat = key.split("/", 2)
+        if name == SAMPLED_STATS:
+            return None
+        return f"train/reward_{name.removesuffix('_reward')}" + ("" if stat == "mean" else f"_{stat}")
+    if key in _RENAMES:
+        return _RENAMES[key]
+    return key if key.startswith(("train/", "eval/")) else f"train/{key}"
+
+
+class GRPOLogger(CSVLogger):
+    """:class:`sgglib.sft.CSVLogger` with GRPO's keys renamed by :func:`metric_key`, on the main process only."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or not state.is_world_process_zero:
+            return
+        row: dict[str, Any] = {"step": state.global_step, "time_s": self.elapsed()}
+        for key, value in logs.items():
+            name = metric_key(key)
+            if name is not None and isinstance(value, (int, float)):
+                row[name] = value
+        self.add(row)
+
+
+class GRPOValidation(ValidationCallback):
+    """Greedy validation (``sgglib.sft.ValidationCallback``) at step 0 and every ``eval_steps``, main process only;
+    keeps the step-0 metrics as :attr:`initial`."""
+
+    initial: dict[str, Any] | None = None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step == 0 and state.is_world_process_zero and model is not None:
+            self.initial = validate(model, self.processor, self.rows, self.cfg, vocabulary=self.vocabulary)
+            model.train()
+            row = {"step": 0, "time_s": 0.0, **{f"eval/{k}": self.initial[k] for k in EVAL_KEYS if k in self.initial}}
+            self.logger.add(row)
+            print(_eval_line(0, self.initial))
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.is_world_process_zero:
+            n = len(self.logger.rows)
+            super().on_step_end(args, state, control, model=model, **kwargs)
+            if len(self.logger.rows) > n:  # an evaluation ran: one line of progress
+                row = self.logger.rows[-1]
+                print(_eval_line(state.global_step, {k.removeprefix("eval/"): v for k, v in row.items()}))
+
+
+def _eval_line(step: int, m: dict[str, Any]) -> str:
+    return f"step {step:>5}  greedy val: " + "  ".join(f"{k} {float(m[k]):6.2f}" for k in EVAL_KEYS[:4] if k in m)
+
+
+def _series(rows: list[dict], key: str, smooth: int = 1) -> tuple[list[float], list[float]]:
+    pts = [(float(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    if smooth > 1 and ys:  # trailing moving average: one GRPO step's reward is noisy
+        ys = [sum(ys[max(0, i - smooth + 1):i + 1]) / len(ys[max(0, i - smooth + 1):i + 1]) for i in range(len(ys))]
+    return xs, ys
+
+
+def plot_reward_and_recall(csv_path: str | Path, smooth: int = 20):
+    """Left: the training reward (moving average) and greedy validation Recall/mRecall on one plot (twin axes) — a
+    reward that rises while validation recall falls is reward hacking. Right: sampled vs greedy failure rate and
+    sampled vs greedy recall. Returns the Figure."""
+    from matplotlib.figure import Figure
+
+    with open(csv_path) as fh:
+        rows = list(csv.DictReader(fh))
+    fig = Figure(figsize=(12, 4.2), layout="constrained")
+    ax, ax_r = fig.subplots(1, 2)
+    ax.plot(*_series(rows, "train/reward", smooth), color="tab:blue", label=f"train reward (avg {smooth})")
+    ax.set(xlabel="step", ylabel="reward (weighted sum)", title="reward vs validation recall")
+    twin = ax.twinx()
+    for key, color in (("eval/recall", "tab:red"), ("eval/mean_recall", "tab:orange")):
+        twin.plot(*_series(rows, key), marker="o", color=color, label=key)
+    twin.set_ylabel("greedy validation %")
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], loc="lower right", fontsize=8)
+    for key, style in (("train/sampled_failure_rate", "-"), ("eval/failure_rate", "o-"),
+                       ("train/sampled_recall", "-"), ("eval/recall", "o-")):
+        xs, ys = _series(rows, key, smooth if key.startswith("train/") else 1)
+        if xs:
+            ax_r.plot(xs, ys, style, label=key)
+    ax_r.set(xlabel="step", ylabel="%", title="sampled (train) vs greedy (eval)")
+    if ax_r.lines:
+        ax_r.legend(fontsize=8)
+    return fig
+
+
+# -- the run --------------------------------------------------------------------------------------------------------
+def trl_args(cfg: GRPORunConfig, output_dir: Path, num_processes: int = 1):
+    """The TRL ``GRPOConfig`` of a run (separate so tests and notebooks can inspect it)."""
+    import torch
+    from trl import GRPOConfig
+
+    completions = cfg.prompts_per_step * cfg.group_size
+    if completions % (num_processes * cfg.grad_accum):
+        raise ValueError(f"prompts_per_step × group_size = {completions} must divide by processes × grad_accum "
+                         f"= {num_processes * cfg.grad_accum}")
+    _, weights = build_rewards(cfg)
+    return GRPOConfig(
+        output_dir=str(output_dir),
+        max_steps=cfg.max_steps,
+        num_train_epochs=1,
+        per_device_train_batch_size=completions // (num_processes * cfg.grad_accum),
+        gradient_accumulation_steps=cfg.grad_accum,
+        num_generations=cfg.group_size,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
+        max_grad_norm=cfg.max_grad_norm,
+        beta=cfg.beta,
+        epsilon=cfg.epsilon,
+        num_iterations=cfg.num_iterations,
+        loss_type=cfg.loss_type,
+        scale_rewards=cfg.scale_rewards,
+        reward_weights=weights,
+        max_completion_length=cfg.max_completion_length,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        top_k=cfg.top_k,
+        use_vllm=cfg.use_vllm,
+        vllm_mode=cfg.vllm_mode,
+        vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+        vllm_server_host=cfg.vllm_server_host,
+        bf16=cfg.bf16,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        remove_unused_columns=False,  # keep solution / box_scale for the rewards
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+        **cfg.extra,
+    )
+
+
+def weights_digest(model) -> str:
+    """SHA-256 of the trainable parameters (in name order): equal on every rank of a correct data-parallel run."""
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        if p.requires_grad:
+            h.update(name.encode())
+            h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def train_grpo(cfg: GRPORunConfig, run_dir: str | Path | None = None, train_rows=None, val_rows=None,
+               vocabulary=None, callbacks: Sequence = ()) -> dict[str, Any]:
+    """Run GRPO end to end into ``run_dir`` (default ``cfg.run_dir``); returns ``{"run_dir", "global_step",
+    "metrics", "model", "init"}``. Rows default to ``sgglib.data.load_sgg(cfg.dataset, split=…)``."""
+    import torch
+    from accelerate import PartialState
+    from transformers import PrinterCallback
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import GRPOTrainer
+
+    from . import data
+    from .models import load_model_and_processor
+
+    cfg.validate()
+    state = PartialState(cpu=not torch.cuda.is_available())  # CPU ranks under accelerate launch: gloo
+    if state.num_processes > 1 and cfg.max_minutes:
+        raise ValueError("max_minutes would stop ranks at different steps; use max_steps with several processes")
+    run_dir = make_run_dir(run_dir or cfg.run_dir, kind="grpo")
+    init = resolve_init(cfg.init, cfg.model_id)
+    if state.is_main_process:
+        write_json(run_dir / "config.json", {**dataclasses.asdict(cfg), "resolved_init": init})
+    train_rows = train_rows if train_rows is not None else data.load_sgg(cfg.dataset, split=cfg.train_split)
+    val_rows = val_rows if val_rows is not None else data.load_sgg(cfg.dataset, split=cfg.val_split)
+    if cfg.train_limit is not None:
+        train_rows = train_rows.select(range(min(cfg.train_limit, len(train_rows))))
+    val_rows = [val_rows[i] for i in range(min(cfg.val_limit, len(val_rows)))]
+    if vocabulary is None and cfg.prompt == "closed":
+        vocabulary = data.vocabulary(cfg.dataset)
+    torch.manual_seed(cfg.seed)
+    model, processor = load_model_and_processor(init, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation,
+                                                 max_pixels=cfg.max_pixels)
+    dataset = make_train_dataset(train_rows, processor, vocabulary if cfg.prompt == "closed" else None,
+                                 cfg.system_prompt)
+    logger = GRPOLogger(run_dir / "metrics.csv")
+    validation = GRPOValidation(processor, val_rows, cfg, logger, vocabulary)
+    cbs = [logger, TimeBudget(cfg.max_minutes or 0)] + ([validation] if cfg.eval_steps else []) + list(callbacks)
+    peft_config = None
+    if cfg.lora_r:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, task_type="CAUSAL_LM",
+                                 target_modules=list(cfg.lora_target_modules))
+    reward_funcs, _ = build_rewards(cfg)
+    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=trl_args(cfg, run_dir / "checkpoints",
+                                                                                 state.num_processes),
+                          train_dataset=dataset, processing_class=processor, peft_config=peft_config, callbacks=cbs)
+    trainer.remove_callback(PrinterCallback)  # a dict per step; metrics.csv holds them, validation prints a line
+    ckpt_dir = run_dir / "checkpoints"
+    resume = get_last_checkpoint(str(ckpt_dir)) if cfg.resume and ckpt_dir.is_dir() else None
+    trainer.train(resume_from_checkpoint=resume)
+    final = run_dir / "final"
+    trainer.save_model(str(final))
+    metrics: dict[str, Any] = {"global_step": trainer.state.global_step, "init": init}
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(final)
+        processor.tokenizer.save_pretrained(final)
+        metrics.update(validate(trainer.model, processor, val_rows, cfg, run_dir / "predictions.jsonl", vocabulary))
+        if validation.initial is not None:
+            metrics["initial"] = validation.initial
+        write_json(run_dir / "metrics.json", metrics)
+        if (run_dir / "metrics.csv").exists():
+            plot_reward_and_recall(run_dir / "metrics.csv").savefig(run_dir / "curves.png", dpi=100)
+    return {"run_dir": run_dir, "global_step": trainer.state.global_step, "metrics": metrics,
+            "model": trainer.model, "init": init}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    casters = {"int": int, "float": float, "str": str, "bool": lambda s: s.lower() in ("1", "true", "yes")}
+    for f in dataclasses.fields(GRPORunConfig):
+        kind = str(f.type).split(" ")[0]
+        if kind in casters or f.name == "rewards":
+            parser.add_argument("--" + f.name.replace("_", "-"), type=casters.get(kind, str), default=None)
+    given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    result = train_grpo(GRPORunConfig(**given))
+    if result["metrics"].get("num_images") is not None:
+        print(json.dumps({k: result["metrics"].get(k) for k in ("global_step",) + EVAL_KEYS}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""GRPO through stock TRL (sgglib.grpo): each reward preset reaches the trainer and moves the weights, the run
+directory gets its columns and figure, resume continues to max_steps, notebook 04 runs under papermill, and two CPU
+processes (accelerate + gloo) end with identical weights.
+
+The policy is a tiny Qwen2-VL fitted for a few seconds on two mirrored images, so its samples are a mix of valid and
+broken graphs: rewards differ inside a group and the advantages are non-zero (a random model fails every sample,
+every reward is 0 and GRPO has no gradient at all)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from sgglib import prompts
+from sgglib.grpo import (GRPORunConfig, PAPER_GRPO, build_rewards, metric_key, resolve_init, train_grpo, trl_args,
+                         weights_digest)
+from sgglib.runs import repo_path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_sft import TINY, rows  # noqa: E402  (the hand-made rows and tiny architecture of the SFT tests)
+
+NB04 = repo_path("notebooks", "04_grpo.ipynb")
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory):
+    """A tiny model that half-learned the answer (teacher forcing on a fixed batch, 40 AdamW steps): its greedy
+    graphs parse, and at temperature 0.3 about a third of its samples do."""
+    from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+    from sgglib.models import load_model_and_processor
+    from sgglib.sft import make_train_dataset
+    from sgglib.tiny import build_tiny_model
+
+    out = tmp_path_factory.mktemp("policy")
+    texts = [prompts.sft_target(r) for r in rows(2)] * 10 + [prompts.open_prompt(), prompts.RL_SYSTEM_PROMPT] * 10
+    build_tiny_model(out, TINY, texts=texts)
+    model, processor = load_model_and_processor(out, dtype="float32")
+    ds = make_train_dataset(rows(8), "sgg", prompt="open", system=prompts.RL_SYSTEM_PROMPT)
+    batch = DataCollatorForVisionLanguageModeling(processor, completion_only_loss=True)([ds[i] for i in range(8)])
+    torch.manual_seed(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        model(**batch).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.save_pretrained(out)
+    return out
+
+
+def config(tmp_path, policy, **kw) -> GRPORunConfig:
+    base = dict(init=str(policy), prompt="open", run_dir=str(tmp_path / "run"), max_steps=2, group_size=4,
+                prompts_per_step=2, max_completion_length=96, temperature=0.3, learning_rate=1e-3, format_strict=False,
+                eval_steps=0, val_limit=2, eval_max_new_tokens=96, save_steps=2, seed=0)
+    return GRPORunConfig(**{**base, **kw})
+
+
+def run(cfg, **kw):
+    return train_grpo(cfg, train_rows=rows(8), val_rows=rows(2), **kw)
+
+
+def digest_of(path) -> str:
+    from sgglib.models import load_model_and_processor
+
+    return weights_digest(load_model_and_processor(path, dtype="float32")[0])
+
+
+@pytest.mark.parametrize("preset", ["hard", "relax", "soft"])
+def test_each_reward_preset_moves_the_weights(tmp_path, policy, preset):
+    # the preset's rewards reach TRL (their columns are logged), samples differ in reward, and the update is non-zero
+    result = run(config(tmp_path, policy, rewards=preset))
+    assert result["global_step"] == 2
+    assert weights_digest(result["model"]) != digest_of(policy)
+    header = (result["run_dir"] / "metrics.csv").read_text().splitlines()[0].split(",")
+    for name in build_rewards(GRPORunConfig(rewards=preset))[0][:-1]:
+        assert metric_key(f"rewards/{name.__name__}/mean") in header
+    for column in ("train/reward", "train/sampled_failure_rate", "train/sampled_recall", "train/completion_length",
+                   "train/clip_ratio"):
+        assert column in header, column
+
+
+def test_run_directory_has_validation_curves_and_initial_metrics(tmp_path, policy):
+    # greedy validation at step 0 and every eval_steps; final metrics keep the step-0 ones; reward/recall figure
+    result = run(config(tmp_path, policy, eval_steps=1))
+    out = result["run_dir"]
+    for name in ("config.json", "metrics.csv", "metrics.json", "predictions.jsonl", "curves.png", "final"):
+        assert (out / name).exists(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_images"] == 2 and "failure_rate" in metrics["initial"]
+    csv_text = (out / "metrics.csv").read_text().splitlines()
+    eval_steps = [line.split(",")[0] for line in csv_text[1:] if line.split(",")[2] != ""]
+    assert eval_steps[:1] == ["0"] and "eval/recall" in csv_text[0]
+
+
+def test_resume_after_interruption_reaches_max_steps(tmp_path, policy):
+    # stopped after step 3 (checkpoint at 2), the same config resumes from checkpoint-2 and ends at step 4
+    from transformers import TrainerCallback
+
+    class Interrupt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                control.should_training_stop = True
+
+    cfg = config(tmp_path, policy, max_steps=4)
+    assert run(cfg, callbacks=[Interrupt()])["global_step"] == 3
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint-2").is_dir()
+    assert run(cfg)["global_step"] == 4
+
+
+def test_reward_weights_go_to_trl_and_presets_validate(tmp_path):
+    # sgglib rewards carry unit weight; the preset's weights are TRL's reward_weights (+ 0 for the measuring one)
+    args = trl_args(GRPORunConfig(rewards="soft", group_size=4, prompts_per_step=2), tmp_path)
+    assert args.reward_weights == [1.0, 2.0, 2.0, 5.0, 9.0, 0.0] and args.per_device_train_batch_size == 8
+    assert GRPORunConfig(rewards="format_reward:1, edge_hard_reward:5").reward_weights() == {
+        "format_reward": 1.0, "edge_hard_reward": 5.0}
+    with pytest.raises(ValueError):
+        GRPORunConfig(rewards="recall_of_everything").validate()
+    with pytest.raises(ValueError):
+        trl_args(GRPORunConfig(group_size=3, prompts_per_step=1), tmp_path, num_processes=2)
+
+
+def test_init_sft_without_a_checkpoint_names_the_notebook(monkeypatch, tmp_path):
+    # init="sft" with no reports/sft*/final fails and says which notebook to run
+    import sgglib.grpo as grpo
+
+    monkeypatch.setattr(grpo, "reports_dir", lambda *p: tmp_path.joinpath(*p))
+    with pytest.raises(FileNotFoundError, match="03_sft"):
+        resolve_init("sft")
+    (tmp_path / "sft-a" / "final").mkdir(parents=True)
+    (tmp_path / "sft-a" / "final" / "config.json").write_text("{}")
+    assert resolve_init("sft") == str(tmp_path / "sft-a" / "final")
+    assert resolve_init("base", "tiny-base") == "tiny-base"
+
+
+def test_paper_preset_matches_the_reference_recipe():
+    # PAPER.md §3: 32 prompts × G 8, lr 6e-7, beta 0, temperature 1.0, top_p 0.9, top_k 50, 1024 tokens, 512·28·28 px
+    p = PAPER_GRPO.validate()
+    assert (p.prompts_per_step, p.group_size, p.learning_rate, p.beta, p.temperature, p.top_p, p.top_k) == (
+        32, 8, 6e-7, 0.0, 1.0, 0.9, 50)
+    assert (p.max_completion_length, p.max_pixels, p.epsilon, p.max_steps, p.use_vllm) == (
+        1024, 512 * 28 * 28, 0.2, -1, True)
+
+
+def test_04_notebook_runs_headless(tmp_path, policy):
+    # papermill with tiny parameters from notebooks/; overrides reach config.json; the run directory is complete
+    import nbformat
+    import papermill as pm
+
+    nb = nbformat.read(NB04, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", [])
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    out = tmp_path / "run"
+    pm.execute_notebook(str(NB04), str(tmp_path / "out.ipynb"), kernel_name="python3", progress_bar=False,
+                        cwd=str(repo_path("notebooks")),
+                        parameters=dict(init=str(policy), prompt="open", group_size=4, prompts_per_step=2, max_steps=2,
+                                        max_completion_length=32, eval_steps=1, val_limit=2, eval_max_new_tokens=32,
+                                        train_limit=8, run_dir=str(out)))
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["group_size"] == 4 and cfg["max_steps"] == 2
+    assert json.loads((out / "metrics.json").read_text())["global_step"] == 2
+    assert (out / "curves.png").exists()
+
+
+def test_two_cpu_processes_agree(tmp_path, policy):
+    # accelerate launch --multi_gpu --num_processes 2 on a CPU box (train_grpo asks for CPU ranks: gloo; accelerate's
+    # --cpu flag alone would start one process per rank that never meet): a few steps, then each rank hashes its
+    # weights; DDP keeps them identical, and the run finishes with one run directory
+    script = tmp_path / "run_ranks.py"
+    script.write_text(textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from accelerate import PartialState
+        from test_sft import rows
+        from sgglib.grpo import GRPORunConfig, train_grpo, weights_digest
+        cfg = GRPORunConfig(init={str(policy)!r}, prompt="open", run_dir={str(tmp_path / "run")!r}, max_steps=2,
+                            group_size=4, prompts_per_step=2, max_completion_length=96, temperature=0.3, learning_rate=1e-3,
+                            format_strict=False, eval_steps=0, val_limit=1, eval_max_new_tokens=16, save_steps=10)
+        result = train_grpo(cfg, train_rows=rows(8), val_rows=rows(1))
+        rank = PartialState().process_index
+        open({str(tmp_path)!r} + f"/rank{{rank}}.json", "w").write(json.dumps(
+            {{"step": result["global_step"], "digest": weights_digest(result["model"])}}))
+    """))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=str(repo_path()))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
+    assert ranks[0] == ranks[1] and ranks[0]["step"] == 2
+    assert ranks[0]["digest"] != digest_of(policy)
+    assert (tmp_path / "run" / "metrics.json").exists()
