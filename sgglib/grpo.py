@@ -400,7 +400,7 @@ def trl_args(cfg: GRPORunConfig, output_dir: Path, num_processes: int = 1):
         raise ValueError(f"prompts_per_step × group_size = {completions} must divide by processes × grad_accum "
                          f"= {num_processes * cfg.grad_accum}")
     _, weights = build_rewards(cfg)
-    return GRPOConfig(
+    kwargs = dict(
         output_dir=str(output_dir),
         max_steps=cfg.max_steps,
         num_train_epochs=1,
@@ -437,8 +437,8 @@ def trl_args(cfg: GRPORunConfig, output_dir: Path, num_processes: int = 1):
         report_to="none",
         disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
-        **cfg.extra,
     )
+    return GRPOConfig(**{**kwargs, **cfg.extra})  # extra fields override ours
 
 
 def weights_digest(model) -> str:

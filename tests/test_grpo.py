@@ -198,3 +198,28 @@ def test_two_cpu_processes_agree(tmp_path, policy):
     assert ranks[0] == ranks[1] and ranks[0]["step"] == 2
     assert ranks[0]["digest"] != digest_of(policy)
     assert (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_ablation_grid_and_dry_run(tmp_path):
+    # one axis at a time around (G 8, hard): 5 distinct runs, each its own directory; a dry run executes nothing
+    from sgglib.ablation import ablation_settings, run_ablation
+
+    settings = ablation_settings()
+    assert sorted(settings) == sorted(["ablation-g4-hard", "ablation-g8-hard", "ablation-g16-hard",
+                                       "ablation-g8-relax", "ablation-g8-soft"])
+    summary = run_ablation(tmp_path / "abl", {"max_steps": 5}, settings, dry_run=True, log=lambda *_: None)
+    params = summary["runs"]["ablation-g16-hard"]["parameters"]
+    assert params["group_size"] == 16 and params["max_steps"] == 5
+    assert params["run_dir"] == str(tmp_path / "abl" / "ablation-g16-hard")
+    assert (tmp_path / "abl" / "ablation.json").exists()
+
+
+def test_throughput_benchmark_dims_are_qwen2_vl_2b():
+    # the benchmark's random model has Qwen2-VL-2B's size (2.21 B parameters, 0.67 B in the vision tower)
+    sys.path.insert(0, str(repo_path("benchmarks")))
+    import grpo_throughput
+
+    with torch.device("meta"):
+        model = grpo_throughput.build_model(grpo_throughput.QWEN2_VL_2B, torch.bfloat16)
+    n_vis = sum(p.numel() for p in model.model.visual.parameters())
+    assert abs(sum(p.numel() for p in model.parameters()) / 1e9 - 2.209) < 0.01 and abs(n_vis / 1e9 - 0.665) < 0.01
