@@ -159,9 +159,10 @@ def curve_keys(runs: Mapping[str, Run]) -> dict[str, list[str]]:
     """The ``metrics.csv`` columns worth plotting, by panel: reward components, sampled failure rate, validation."""
     keys = sorted({k for run in runs.values() for row in run.curves for k in row})
     rewards = [k for k in keys if k.startswith("train/") and "reward" in k and "std" not in k]
-    failure = [k for k in keys if k.startswith("train/") and "fail" in k]
+    # GRPO's measurements of its own samples (sgglib.grpo: train/sampled_failure_rate, train/sampled_recall)
+    failure = [k for k in keys if k.startswith("train/sampled_") or (k.startswith("train/") and "fail" in k)]
     val = [k for k in ("eval/recall", "eval/mean_recall", "eval/failure_rate", "eval/ap50") if k in keys]
-    return {"reward components": rewards, "sampled failure rate": failure, "validation": val}
+    return {"reward components": rewards, "sampled failure rate and recall": failure, "validation": val}
 
 
 def plot_curves(runs: Mapping[str, Run], figsize_per_panel: tuple[float, float] = (4.2, 3.2)):

@@ -17,7 +17,8 @@ notebook may drop or rename one without breaking the driver; ``-p name=value`` g
 and a notebook that fails stops the stages after it except 05, which reports whatever runs exist.
 
 The real path (PAPER.md §3) is the same command with the model and data switched, on a GPU machine with the hub:
-``-p model=Qwen/Qwen2-VL-2B-Instruct -p dataset=<VG150 dir> -p source=<VG150 dir> -p dtype=bfloat16 -p bf16=True``.
+``--model Qwen/Qwen2-VL-2B-Instruct -p dataset=<VG150 dir> -p source=<VG150 dir> -p dtype=bfloat16 -p bf16=True``
+(``--model`` sets 02/03's ``model`` and 04's ``model_id``).
 """
 
 from __future__ import annotations
@@ -57,10 +58,9 @@ def _stages(model: str) -> list[Stage]:
               lambda runs: {"run_dir": r(runs, "sft"), "model": model, "zero_shot_run": r(runs, "zero-shot")}),
         # R1-SGG-Zero: GRPO straight from the base model; R1-SGG: from the SFT checkpoint (PAPER.md §3, issue 5)
         Stage("04-zero", "04_grpo.ipynb", "grpo-zero",
-              lambda runs: {"run_dir": r(runs, "grpo-zero"), "init": model, "model": model}),
-        Stage("04", "04_grpo.ipynb", "grpo",
-              lambda runs: {"run_dir": r(runs, "grpo"), "init": r(runs, "sft/final"), "model": model,
-                            "sft_run": r(runs, "sft")}),
+              lambda runs: {"run_dir": r(runs, "grpo-zero"), "init": "base", "model_id": model}),
+        Stage("04", "04_grpo.ipynb", "grpo",  # init: a run directory resolves to its final/ checkpoint
+              lambda runs: {"run_dir": r(runs, "grpo"), "init": r(runs, "sft"), "model_id": model}),
         Stage("05", "05_analysis.ipynb", "analysis",
               lambda runs: {"zero_shot_run": r(runs, "zero-shot"), "sft_run": r(runs, "sft"),
                             "grpo_zero_run": r(runs, "grpo-zero"), "grpo_run": r(runs, "grpo"),

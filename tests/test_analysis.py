@@ -91,7 +91,8 @@ def write_fake_runs(root: Path, rows=None) -> dict[str, Path]:
             train = {"step": step, "time_s": 0.5 * step, "train/loss": 1.0 / step}
             if extra:
                 train.update({"train/reward_format": 0.5 + step / 10, "train/reward_edge": step / 2,
-                              "train/reward_std": 0.1, "train/failure_rate": 10.0 / step})
+                              "train/reward_edge_std": 0.1, "train/sampled_failure_rate": 10.0 / step,
+                              "train/sampled_recall": 10.0 * step})
             log.append(train)
             if step % 2 == 0:
                 log.append({"step": step, "time_s": 0.5 * step, "eval/failure_rate": metrics["failure_rate"],
@@ -143,12 +144,12 @@ def test_run_spec_orders_rows_and_adds_ablations_once(fake):
 
 
 def test_plots_return_figures_and_find_the_ablation(fake):
-    # curves pick reward components (not their std) and the sampled failure rate; group_size is the ablation
+    # curves pick reward components (not their std) and the sampled failure rate and recall (sgglib.grpo's keys); group_size is the ablation
     _, dirs = fake
     runs, _ = analysis.collect_runs({k: str(v) for k, v in dirs.items()})
     keys = analysis.curve_keys(runs)
     assert keys["reward components"] == ["train/reward_edge", "train/reward_format"]
-    assert keys["sampled failure rate"] == ["train/failure_rate"]
+    assert keys["sampled failure rate and recall"] == ["train/sampled_failure_rate", "train/sampled_recall"]
     assert analysis.ablation_params(runs) == ["group_size"]  # rewards are all "hard"
     for fig in (analysis.plot_curves(runs), analysis.plot_long_tail(runs), analysis.plot_ablation(runs, "group_size")):
         assert isinstance(fig, Figure)
