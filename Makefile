@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sgglib-installed
 
-.PHONY: install demo test test-all bench clean-notebooks lint
+.PHONY: install demo demo-eval test test-all bench clean-notebooks lint
 
 install: $(STAMP)
 
@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
+	$(PY) -m sgglib.pipeline --run-id demo
+
+# evaluate the shipped example predictions (seconds; no model)
+demo-eval: $(STAMP)
 	$(PY) -m sgglib.evaluate --pred data/examples/predictions.jsonl --gt data/examples/ground_truth.jsonl
 
 test: $(STAMP)
