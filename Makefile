@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sgglib-installed
 
-.PHONY: install demo demo-eval test test-all bench clean-notebooks lint
+.PHONY: install demo demo-eval test test-all bench bench-grpo ablation clean-notebooks
 
 install: $(STAMP)
 
@@ -36,6 +36,14 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/rewards_speed.py
 	$(PY) benchmarks/metrics_speed.py
+
+# GRPO ablations (group size 4/8/16, hard/relax/soft) into reports/ablation/; override e.g. ARGS="-p max_steps=100"
+ablation: $(STAMP)
+	$(PY) -m sgglib.ablation $(ARGS)
+
+# GRPO throughput; on a GPU machine run `$(PY) benchmarks/grpo_throughput.py` (Qwen2-VL-2B dimensions)
+bench-grpo: $(STAMP)
+	$(PY) benchmarks/grpo_throughput.py --tiny
 
 clean-notebooks: $(STAMP)
 	$(VENV)/bin/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb
