@@ -186,14 +186,18 @@ def aux_examples(row: dict, rng: random.Random | None = None, system: str | None
 
     * ``list``: name the objects, comma-separated, no boxes;
     * ``ground``: the box of one named object as ``[x1, y1, x2, y2]`` on the 0–1000 grid;
-    * ``detect``: every object as JSON, boxes as ``[x, y, width, height]`` (another box convention), no relations;
+    * ``detect``: every object as JSON, boxes as ``[x, y, width, height]`` (another box convention), an empty
+      relation list;
     * ``describe``: the relations as plain sentences (``"red circle.1 is next to blue square.1."``).
     """
     rng = rng or random.Random(0)
     grid = [(o["id"], prompts.to_model_box(o["bbox"], row["width"], row["height"])) for o in row["objects"]]
     names = [oid.rsplit(".", 1)[0] for oid, _ in grid]
     oid, box = grid[rng.randrange(len(grid))] if grid else ("nothing.1", [0, 0, 0, 0])
-    detect = {"objects": [{"id": i, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]} for i, b in grid]}
+    # "relationships": [] makes a detect-style answer a *valid* (if poor) scene graph: the base model's zero-shot
+    # graphs then fail often but not always, with wrong-convention boxes, as Qwen2-VL-Instruct's do (PAPER.md §6)
+    detect = {"objects": [{"id": i, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]} for i, b in grid],
+              "relationships": []}
     sentences = " ".join(f"{r['subject']} is {r['predicate']} {r['object']}." for r in row["relationships"])
     image = row["image"].convert("RGB")
     tasks = [
