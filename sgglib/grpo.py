@@ -515,6 +515,7 @@ def train_grpo(cfg: GRPORunConfig, run_dir: str | Path | None = None, train_rows
         if validation.initial is not None:
             metrics["initial"] = validation.initial
         write_json(run_dir / "metrics.json", metrics)
+        validation.record(trainer.state.global_step, metrics)  # the curve ends at the final evaluation
         if (run_dir / "metrics.csv").exists():
             plot_reward_and_recall(run_dir / "metrics.csv").savefig(run_dir / "curves.png", dpi=100)
     return {"run_dir": run_dir, "global_step": trainer.state.global_step, "metrics": metrics,

@@ -248,9 +248,15 @@ class ValidationCallback(TrainerCallback):
             was_training = model.training
             metrics = validate(model, self.processor, self.rows, self.cfg, vocabulary=self.vocabulary)
             model.train(was_training)
-            row = {"step": state.global_step, "time_s": self.logger.elapsed()}
-            row.update({f"eval/{k}": metrics[k] for k in EVAL_KEYS if k in metrics})
-            self.logger.add(row)
+            self.record(state.global_step, metrics)
+
+    def record(self, step: int, metrics: dict[str, Any]) -> None:
+        """One ``eval/…`` row in the CSV (also used for the final evaluation, so curves end where the run ends)."""
+        if any(r.get("step") == step and "eval/recall" in r for r in self.logger.rows):
+            return
+        row = {"step": step, "time_s": self.logger.elapsed()}
+        row.update({f"eval/{k}": metrics[k] for k in EVAL_KEYS if k in metrics})
+        self.logger.add(row)
 
 
 class TimeBudget(TrainerCallback):
@@ -443,6 +449,9 @@ def train(cfg: SFTRunConfig, train_rows=None, val_rows=None, vocabulary=None,
     if val_rows:
         metrics.update(validate(trainer.model, processor, val_rows, cfg, run_dir / "predictions.jsonl", vocabulary))
         write_json(run_dir / "metrics.json", metrics)
+        for cb in trainer.callback_handler.callbacks:
+            if isinstance(cb, ValidationCallback):
+                cb.record(trainer.state.global_step, metrics)
     if (run_dir / "metrics.csv").exists():
         fig = plot_curves(run_dir / "metrics.csv")
         fig.savefig(run_dir / "curves.png", dpi=100)

@@ -104,13 +104,17 @@ def test_trl_config_is_cpu_friendly_and_answer_only(tmp_path, tiny_dir):
 
 def test_train_writes_the_run_directory(tmp_path, tiny_dir):
     # a full tiny run through stock SFTTrainer: config, CSV (train + eval rows), curves, final model, metrics
-    result = train(cfg(tmp_path, tiny_dir, eval_steps=2), train_rows=rows(8), val_rows=rows(2))
+    result = train(cfg(tmp_path, tiny_dir, eval_steps=3), train_rows=rows(8), val_rows=rows(2))
     run = result["run_dir"]
     assert result["global_step"] == 4
     for name in ("config.json", "metrics.csv", "curves.png", "metrics.json", "predictions.jsonl"):
         assert (run / name).exists(), name
     csv_text = (run / "metrics.csv").read_text()
     assert "train/loss" in csv_text and "eval/failure_rate" in csv_text
+    # evaluations at step 3 (eval_steps) and at the end (step 4): the curve ends where the run ends
+    lines = [line.split(",") for line in csv_text.splitlines()]
+    col = lines[0].index("eval/recall")
+    assert [line[0] for line in lines[1:] if len(line) > col and line[col] != ""] == ["3", "4"]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["num_images"] == 2 and 0 <= metrics["failure_rate"] <= 100
     model, processor = load_model_and_processor(run / "final")  # the final checkpoint loads like any model
