@@ -30,9 +30,10 @@ import csv
 import dataclasses
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from . import prompts, rewards
 from .parse import completion_text, parse_completion
@@ -70,6 +71,10 @@ class GRPORunConfig:
     """a preset (``hard`` = format + Hard Recall, ``relax``, ``soft`` = format + node_acc + node_box + edge_soft; each
     with the size guard) or explicit weights: a dict ``{reward name: weight}`` or a string
     ``"format_reward:1,edge_hard_reward:5"`` (names from ``sgglib.rewards.REWARD_FUNCS``)"""
+    rare_predicate_power: float = 0.0
+    """rare-predicate weighting of the edge rewards (Hard Recall / Relax): each GT triplet counts
+    ``(max count / count of its predicate in the training split) ** power``; 0 = off (the paper), 0.5 a middle
+    ground, 1 ≈ every predicate equal (what mRecall measures). See ``rewards.rare_predicate_weights``"""
     reward_sim: str = "exact"
     """name similarity for relax/soft rewards: ``exact`` or ``embedding`` (all-MiniLM-L6-v2, PAPER.md §2)"""
     format_strict: bool = False
@@ -184,6 +189,8 @@ class GRPORunConfig:
             raise ValueError("prompt must be open/closed and vllm_mode colocate/server")
         if self.learning_rate <= 0 or self.beta < 0 or not 0 < self.top_p <= 1 or self.temperature <= 0:
             raise ValueError("learning_rate > 0, beta >= 0, 0 < top_p <= 1 and temperature > 0 required")
+        if self.rare_predicate_power < 0:
+            raise ValueError(f"rare_predicate_power must be >= 0, got {self.rare_predicate_power}")
         return self
 
 
@@ -282,17 +289,27 @@ class SampledStats:
         return [0.0] * len(completions)
 
 
-def build_rewards(cfg: GRPORunConfig) -> tuple[list, list[float]]:
+def build_rewards(cfg: GRPORunConfig, predicate_counts: Mapping[str, int] | None = None) -> tuple[list, list[float]]:
     """``(reward_funcs, reward_weights)`` for TRL: unit-weight sgglib rewards, the config's weights, and the
-    weight-0 :class:`SampledStats`."""
+    weight-0 :class:`SampledStats`. ``predicate_counts`` (training-split frequencies) is needed when
+    ``cfg.rare_predicate_power > 0``."""
     funcs, weights = [], []
     sim = cfg.reward_sim
+    pred_weights = None
+    if cfg.rare_predicate_power:
+        if not predicate_counts:
+            raise ValueError("rare_predicate_power > 0 needs the training split's predicate counts")
+        pred_weights = rewards.rare_predicate_weights(predicate_counts, cfg.rare_predicate_power)
     for name, weight in cfg.reward_weights().items():
         cls = rewards.REWARD_CLASSES[name]
+        kw: dict[str, Any] = {"weight": 1.0}
         if cls is rewards.FormatReward:
-            funcs.append(cls(weight=1.0, strict=cfg.format_strict))
-        else:
-            funcs.append(cls(weight=1.0, sim=sim) if cls.uses_sim else cls(weight=1.0))
+            kw["strict"] = cfg.format_strict
+        if cls.uses_sim:
+            kw["sim"] = sim
+        if issubclass(cls, rewards.EdgeHardReward) and pred_weights:
+            kw["predicate_weights"] = pred_weights
+        funcs.append(cls(**kw))
         weights.append(weight)
     return funcs + [SampledStats()], weights + [0.0]
 
@@ -497,7 +514,8 @@ def train_grpo(cfg: GRPORunConfig, run_dir: str | Path | None = None, train_rows
 
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, task_type="CAUSAL_LM",
                                  target_modules=list(cfg.lora_target_modules))
-    reward_funcs, _ = build_rewards(cfg)
+    counts = Counter(r["predicate"] for g in train_rows["relationships"] for r in g) if cfg.rare_predicate_power else None
+    reward_funcs, _ = build_rewards(cfg, counts)
     trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=trl_args(cfg, run_dir / "checkpoints",
                                                                                  state.num_processes),
                           train_dataset=dataset, processing_class=processor, peft_config=peft_config, callbacks=cbs)

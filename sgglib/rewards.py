@@ -80,7 +80,7 @@ import json
 import math
 from collections import OrderedDict
 from functools import lru_cache
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -225,17 +225,44 @@ class FormatReward(GraphReward):
 # -- Hard Recall, Relax ----------------------------------------------------------------------------------------------
 class EdgeHardReward(GraphReward):
     """Hard Recall (the paper's main reward): ``weight`` × fraction of GT triplets hit by some predicted triplet
-    with the same predicate and categories and IoU ≥ ``iou_threshold`` for both boxes (not one-to-one)."""
+    with the same predicate and categories and IoU ≥ ``iou_threshold`` for both boxes (not one-to-one).
+
+    ``predicate_weights`` (an extension, off by default = the reference): a GT triplet counts with the weight of its
+    predicate (missing predicates: 1), so the reward is a weighted recall — still in [0, ``weight``] — that pays more
+    for finding rare predicates (:func:`rare_predicate_weights`; the RL lever for mRecall).
+    """
 
     name = "edge_hard_reward"
 
-    def __init__(self, weight: float = 5.0, iou_threshold: float = 0.5):
+    def __init__(self, weight: float = 5.0, iou_threshold: float = 0.5,
+                 predicate_weights: Mapping[str, float] | None = None):
         super().__init__(weight)
         self.iou_threshold = iou_threshold
+        self.predicate_weights = dict(predicate_weights) if predicate_weights else None
 
     def score(self, pred: _Sample, gt: _Sample) -> float:
         hits = triplet_scores(pred.graph, gt.graph, self.sim, self.iou_threshold)
-        return self.weight * float(hits.sum()) / max(1, len(gt.graph.relations))
+        if self.predicate_weights is None:
+            return self.weight * float(hits.sum()) / max(1, len(gt.graph.relations))
+        w = np.array([self.predicate_weights.get(r.predicate, 1.0) for r in gt.graph.relations], dtype=float)
+        return self.weight * float((hits * w).sum()) / max(float(w.sum()), 1e-12) if len(w) else 0.0
+
+    def __repr__(self) -> str:
+        extra = f", predicate_weights={len(self.predicate_weights)} predicates" if self.predicate_weights else ""
+        return super().__repr__()[:-1] + extra + ")"
+
+
+def rare_predicate_weights(counts: Mapping[str, int], power: float = 0.5) -> dict[str, float]:
+    """Per predicate ``(max count / count) ** power``: 1 for the most frequent, larger for rarer ones; ``power`` 0
+    weighs all alike (plain Hard Recall), 1 makes every predicate count equally in expectation (like mRecall).
+
+    >>> rare_predicate_weights({"on": 100, "near": 25}, power=0.5)
+    {'on': 1.0, 'near': 2.0}
+    """
+    if power < 0:
+        raise ValueError(f"power must be >= 0, got {power}")
+    top = max(counts.values(), default=0)
+    return {p: float((top / c) ** power) for p, c in counts.items() if c > 0}
 
 
 class EdgeRelaxReward(EdgeHardReward):
@@ -245,9 +272,11 @@ class EdgeRelaxReward(EdgeHardReward):
     name = "edge_relax_reward"
     uses_sim = True
 
-    def __init__(self, weight: float = 5.0, sim: "str | Similarity" = "exact", iou_threshold: float = 0.5):
+    def __init__(self, weight: float = 5.0, sim: "str | Similarity" = "exact", iou_threshold: float = 0.5,
+                 predicate_weights: Mapping[str, float] | None = None):
         GraphReward.__init__(self, weight, sim)
         self.iou_threshold = iou_threshold
+        self.predicate_weights = dict(predicate_weights) if predicate_weights else None
 
 
 # -- Soft Recall: node_acc, node_box, edge_soft (one Hungarian matching between them) -------------------------------

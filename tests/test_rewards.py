@@ -57,6 +57,22 @@ def test_missing_object_and_relation_hand_values():
     assert one(R.node_box_reward, NO_HAT) == pytest.approx(4 / 3)
 
 
+def test_rare_predicate_weights_pay_more_for_rare_predicates():
+    # "wearing" 4x rarer than "riding": power 0.5 weighs it 2; finding only "riding" earns 5*1/3, only "wearing" 5*2/3
+    weights = R.rare_predicate_weights({"riding": 400, "wearing": 100}, power=0.5)
+    assert weights == {"riding": 1.0, "wearing": 2.0}
+    only_wearing = answer([PERSON, HAT], [("person.1", "wearing", "hat.1")])
+    for cls in (R.EdgeHardReward, R.EdgeRelaxReward):
+        fn = cls(predicate_weights=weights)
+        assert one(fn, NO_HAT) == pytest.approx(5 / 3) and one(fn, only_wearing) == pytest.approx(10 / 3)
+        assert one(fn, CORRECT) == pytest.approx(5.0)  # still at most `weight`
+    # power 0 (and no weights, the default) is the reference's plain Hard Recall
+    plain = R.EdgeHardReward(predicate_weights=R.rare_predicate_weights({"riding": 400, "wearing": 100}, 0.0))
+    assert one(plain, NO_HAT) == one(R.edge_hard_reward, NO_HAT) == 2.5
+    with pytest.raises(ValueError):
+        R.rare_predicate_weights({"riding": 1}, power=-1)
+
+
 def test_hard_recall_iou_threshold_is_inclusive():
     # person box [0,0,500,250] has IoU exactly 0.5 with the GT's: a hit; [0,0,500,240] (IoU 0.48) is not
     hit = answer([("person.1", [0, 0, 500, 250]), HORSE], [("person.1", "riding", "horse.1")])
