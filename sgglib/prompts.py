@@ -41,10 +41,13 @@ _EXAMPLE = (
     '{"id": "bike.1", "bbox": [90, 350, 420, 700]}, {"id": "tree.1", "bbox": [600, 40, 880, 650]}], '
     '"relationships": [{"subject": "person.1", "predicate": "riding", "object": "bike.1"}]}\n```'
 )
-_OPEN = (
-    "Generate a scene graph for this image as JSON with two lists.\n"
+OBJECTS_CLAUSE = (
     '"objects": every visible object, each {"id": "name.number", "bbox": [x1, y1, x2, y2]} with integer '
     'coordinates; number each name from 1 in reading order ("person.1", "person.2").\n'
+)
+_OPEN = (
+    "Generate a scene graph for this image as JSON with two lists.\n"
+    + OBJECTS_CLAUSE +
     '"relationships": each {"subject": id, "predicate": relation, "object": id}, only between listed ids; '
     "objects without relations are still listed.\n"
 )

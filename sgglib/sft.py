@@ -172,7 +172,8 @@ class _Examples:
         if self.kind == "aux":
             from .tiny import aux_examples
 
-            examples = [self.rng.choice(aux_examples(r, self.rng, self.system)) for r in rows]
+            examples = [self.rng.choice(aux_examples(r, self.rng, self.system, vocabulary=self.vocabulary))
+                        for r in rows]
         else:
             examples = []
             for r in rows:

@@ -127,3 +127,35 @@ def test_qwen2_5_vl_path(tmp_path):
     assert isinstance(model, Qwen2_5_VLForConditionalGeneration) and isinstance(processor, SGGQwen2_5_VLProcessor)
     records = predict(model, processor, images(2), "Describe.", batch_size=2, max_new_tokens=3, progress=False)
     assert [r["box_scale"] for r in records] == [[112.0, 112.0]] * 2
+
+
+def test_aux_tasks_never_ask_for_a_scene_graph():
+    # the base model's auxiliary tasks: list, ground, detect (xywh or xyxy, as the prompt says), describe; a detect
+    # answer has an empty relation list, and no aux prompt carries the scene-graph prompt's relationship clause
+    import random
+
+    from sgglib import prompts
+    from sgglib.data import Vocabulary
+    from sgglib.parse import parse_completion
+    from sgglib.tiny import aux_examples
+
+    row = {"image": Image.new("RGB", (100, 100)), "width": 100, "height": 100,
+           "objects": [{"id": "red circle.1", "bbox": [50, 50, 60, 60]}, {"id": "blue square.1", "bbox": [0, 0, 10, 10]}],
+           "relationships": [{"subject": "red circle.1", "predicate": "near", "object": "blue square.1"}]}
+    vocab = Vocabulary(("red circle", "blue square"), ("near",))
+    relation_clause = prompts.open_prompt().split("\n")[2]
+    seen = set()
+    for seed in range(20):
+        exs = aux_examples(row, random.Random(seed), vocabulary=vocab)
+        assert len(exs) == 4
+        texts = [e["prompt"][-1]["content"][-1]["text"] for e in exs]
+        assert all(relation_clause not in t for t in texts)
+        detect_prompt, detect = texts[2], exs[2]["completion"][0]["content"][0]["text"]
+        result = parse_completion(detect)
+        assert json.loads(detect.strip("`json\n"))["relationships"] == []
+        xywh = "[x, y, width, height]" in detect_prompt
+        seen.add((xywh, prompts.OBJECTS_CLAUSE.split(",")[0] in detect_prompt))
+        # a detect answer is a valid scene graph; in xywh, red circle.1 at [500, 500, 600, 600] reads as swapped
+        # corners (x2 < x1), kept as written by the parser: a zero-area box that overlaps nothing
+        assert result.ok and result.graph.objects[0].bbox == ((500, 500, 100, 100) if xywh else (500, 500, 600, 600))
+    assert seen == {(False, False), (False, True), (True, False), (True, True)}

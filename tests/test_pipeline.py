@@ -26,6 +26,17 @@ def test_parse_overrides():
         pipeline.parse_overrides(["max_steps"])
 
 
+def test_user_overrides_beat_the_budget_table_which_sizes_only_the_embedded_model(tmp_path):
+    sft = {s.key: s for s in pipeline._stages("tiny-base")}["03"]
+    demo = pipeline.stage_parameters(sft, tmp_path, "tiny-base")
+    assert demo["max_minutes"] == pipeline.DEMO["03"]["max_minutes"] and demo["run_dir"] == str(tmp_path / "sft")
+    mine = pipeline.stage_parameters(sft, tmp_path, "tiny-base", overrides=pipeline.parse_overrides(["max_minutes=0"]))
+    assert mine["max_minutes"] == 0  # a plain -p beats the table's "03" entry
+    hub_id = "Qwen/Qwen2-VL-2B-Instruct"
+    hub = pipeline.stage_parameters({s.key: s for s in pipeline._stages(hub_id)}["03"], tmp_path, hub_id)
+    assert "max_minutes" not in hub and "max_steps" not in hub and hub["model"] == hub_id
+
+
 def test_missing_notebooks_are_skipped_and_05_still_reports(tmp_path):
     # only 05 exists: 01-04 are skipped with a reason, 05 runs on no runs at all and says what is missing
     nb_dir = tmp_path / "notebooks"
