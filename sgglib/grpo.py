@@ -420,7 +420,7 @@ def trl_args(cfg: GRPORunConfig, output_dir: Path, num_processes: int = 1):
     if completions % (num_processes * cfg.grad_accum):
         raise ValueError(f"prompts_per_step × group_size = {completions} must divide by processes × grad_accum "
                          f"= {num_processes * cfg.grad_accum}")
-    _, weights = build_rewards(cfg)
+    weights = [*cfg.reward_weights().values(), 0.0]  # the order of build_rewards: the config's rewards, SampledStats
     kwargs = dict(
         output_dir=str(output_dir),
         max_steps=cfg.max_steps,

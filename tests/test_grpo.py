@@ -132,11 +132,12 @@ def test_reward_weights_go_to_trl_and_presets_validate(tmp_path):
         trl_args(GRPORunConfig(group_size=3, prompts_per_step=1), tmp_path, num_processes=2)
 
 
-def test_rare_predicate_power_weights_the_edge_reward_only():
+def test_rare_predicate_power_weights_the_edge_reward_only(tmp_path):
     funcs, _ = build_rewards(GRPORunConfig(rewards="relax", rare_predicate_power=1.0), {"on": 90, "near": 10})
     by_name = {f.__name__: f for f in funcs}
     assert by_name["edge_relax_reward"].predicate_weights == {"on": 1.0, "near": 9.0}
     assert build_rewards(GRPORunConfig())[0][1].predicate_weights is None  # off by default (the paper)
+    assert trl_args(GRPORunConfig(rare_predicate_power=0.5), tmp_path).reward_weights == [1.0, 5.0, 5.0, 0.0]
     with pytest.raises(ValueError, match="predicate counts"):
         build_rewards(GRPORunConfig(rare_predicate_power=0.5))
     with pytest.raises(ValueError):
