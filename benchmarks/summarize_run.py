@@ -34,6 +34,9 @@ def summarize(run_dir: Path, command: str, note: str = "") -> dict:
              for r in rows if "eval/recall" in r]
     out = {"note": note, "command": command, "steps": metrics.get("global_step"),
            "val_images": metrics.get("num_images"), "final_greedy": {k: metrics.get(k) for k in EVAL},
+           "final_per_predicate_recall": metrics.get("per_predicate_recall"),
+           "per_predicate_count": metrics.get("per_predicate_count"),
+           "final_structure": {k: metrics.get(k) for k in ("dangling_relations", "duplicate_ids")},
            "curve": curve, "config": config}
     initial = metrics.get("initial")
     if initial:
