@@ -30,7 +30,6 @@ import csv
 import dataclasses
 import hashlib
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -514,7 +513,7 @@ def train_grpo(cfg: GRPORunConfig, run_dir: str | Path | None = None, train_rows
 
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, task_type="CAUSAL_LM",
                                  target_modules=list(cfg.lora_target_modules))
-    counts = Counter(r["predicate"] for g in train_rows["relationships"] for r in g) if cfg.rare_predicate_power else None
+    counts = data.graph_stats(train_rows)["predicates"] if cfg.rare_predicate_power else None
     reward_funcs, _ = build_rewards(cfg, counts)
     trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=trl_args(cfg, run_dir / "checkpoints",
                                                                                  state.num_processes),

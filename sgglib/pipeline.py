@@ -83,8 +83,8 @@ SMOKE = {
 
 # The default run's budget (issue 6: the whole study in <= 20 minutes on 2 cores once installed). Time budgets,
 # not step counts, bound the training stages (2-core machines differ: SFT ran 2.8-4.7 steps/s, GRPO with G=8 and
-# 4 prompts ~1.6 s/step); longer reference runs: reports/reference/. R1-SGG-Zero validates only at its end: the
-# base model's zero-shot graphs all fail, and each failed greedy decode runs to the token limit.
+# 4 prompts 1.6-3.2 s/step); longer reference runs: reports/reference/. R1-SGG-Zero validates only at its end: the
+# embedded base's zero-shot graphs all fail (reward 0, no update), so intermediate curves would be flat.
 # Notebook defaults stay as they are for interactive use.
 DEMO = {
     "03": {"max_steps": 3000, "max_minutes": 8.0, "eval_steps": 500, "val_limit": 200},

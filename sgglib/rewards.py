@@ -163,6 +163,10 @@ def clear_caches() -> None:
 
 
 # -- base class ----------------------------------------------------------------------------------------------------
+def _similarity(sim: "str | Similarity") -> Similarity:
+    return EXACT if sim == "exact" else get_similarity(sim)
+
+
 class GraphReward:
     """A weighted per-sample reward of a parsed completion against its GT, both in [0, 1]; 0 for failed parses."""
 
@@ -171,7 +175,7 @@ class GraphReward:
 
     def __init__(self, weight: float, sim: "str | Similarity" = "exact"):
         self.weight = float(weight)
-        self.sim = EXACT if sim == "exact" else get_similarity(sim)
+        self.sim = _similarity(sim)
         self.__name__ = self.name  # TRL logs rewards/<__name__>
 
     def score(self, pred: _Sample, gt: _Sample) -> float:
@@ -247,9 +251,18 @@ class EdgeHardReward(GraphReward):
         w = np.array([self.predicate_weights.get(r.predicate, 1.0) for r in gt.graph.relations], dtype=float)
         return self.weight * float((hits * w).sum()) / max(float(w.sum()), 1e-12) if len(w) else 0.0
 
-    def __repr__(self) -> str:
-        extra = f", predicate_weights={len(self.predicate_weights)} predicates" if self.predicate_weights else ""
-        return super().__repr__()[:-1] + extra + ")"
+
+class EdgeRelaxReward(EdgeHardReward):
+    """Hard Recall + Relax: per GT triplet the best ``sim(subj)·sim(obj)·sim(pred)`` among predicted triplets whose
+    two boxes reach IoU ≥ ``iou_threshold``. Equals :class:`EdgeHardReward` with exact similarity."""
+
+    name = "edge_relax_reward"
+    uses_sim = True
+
+    def __init__(self, weight: float = 5.0, sim: "str | Similarity" = "exact", iou_threshold: float = 0.5,
+                 predicate_weights: Mapping[str, float] | None = None):
+        super().__init__(weight, iou_threshold, predicate_weights)
+        self.sim = _similarity(sim)
 
 
 def rare_predicate_weights(counts: Mapping[str, int], power: float = 0.5) -> dict[str, float]:
@@ -263,20 +276,6 @@ def rare_predicate_weights(counts: Mapping[str, int], power: float = 0.5) -> dic
         raise ValueError(f"power must be >= 0, got {power}")
     top = max(counts.values(), default=0)
     return {p: float((top / c) ** power) for p, c in counts.items() if c > 0}
-
-
-class EdgeRelaxReward(EdgeHardReward):
-    """Hard Recall + Relax: per GT triplet the best ``sim(subj)·sim(obj)·sim(pred)`` among predicted triplets whose
-    two boxes reach IoU ≥ ``iou_threshold``. Equals :class:`EdgeHardReward` with exact similarity."""
-
-    name = "edge_relax_reward"
-    uses_sim = True
-
-    def __init__(self, weight: float = 5.0, sim: "str | Similarity" = "exact", iou_threshold: float = 0.5,
-                 predicate_weights: Mapping[str, float] | None = None):
-        GraphReward.__init__(self, weight, sim)
-        self.iou_threshold = iou_threshold
-        self.predicate_weights = dict(predicate_weights) if predicate_weights else None
 
 
 # -- Soft Recall: node_acc, node_box, edge_soft (one Hungarian matching between them) -------------------------------
@@ -434,7 +433,7 @@ def reward_preset(name: str = DEFAULT_PRESET, sim: "str | Similarity" = "exact")
     """The reward functions of a preset, with its weights; one ``sim`` shared by the rewards that take one."""
     if name not in PRESETS:
         raise ValueError(f"unknown reward preset {name!r}: choose from {sorted(PRESETS)}")
-    sim = EXACT if sim == "exact" else get_similarity(sim)
+    sim = _similarity(sim)
     out: list[RewardFn] = []
     for reward, weight in PRESETS[name].items():
         cls = REWARD_CLASSES[reward]
