@@ -4,7 +4,9 @@
         --command "python -m sgglib.sft --run-dir sft-ref ..." [--copy-curves reports/reference/sft_curves.png]
 
 Reads only the run directory (``config.json``, ``metrics.csv``, ``metrics.json``): the validation curve, the final
-greedy metrics, for GRPO the initial ones, the deltas and the first/last 30 training rows' reward columns.
+greedy metrics, for GRPO the initial ones, the deltas and the first/last 30 training rows' reward columns. A
+zero-shot run directory (notebook 02: ``metrics-<kind>.json``, ``predictions-<kind>.jsonl``) gives each prompt kind's
+metrics, its failure reasons and its first completions.
 """
 
 from __future__ import annotations
@@ -26,7 +28,21 @@ def _rows(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
 
 
+def summarize_zero_shot(run_dir: Path, command: str, note: str = "", examples: int = 4) -> dict:
+    out: dict = {"note": note, "command": command}
+    for path in sorted(run_dir.glob("metrics-*.json")):
+        kind = path.stem.removeprefix("metrics-")
+        metrics = json.loads(path.read_text())
+        preds = (run_dir / f"predictions-{kind}.jsonl").read_text().splitlines()[:examples]
+        out[kind] = {"val_images": metrics.get("num_images"), **{k: metrics.get(k) for k in EVAL},
+                     "failures": metrics.get("failures"),
+                     "first_completions": [json.loads(line)["completion"][:300] for line in preds]}
+    return out
+
+
 def summarize(run_dir: Path, command: str, note: str = "") -> dict:
+    if not (run_dir / "metrics.csv").exists() and any(run_dir.glob("metrics-*.json")):
+        return summarize_zero_shot(run_dir, command, note)
     config = json.loads((run_dir / "config.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     rows = _rows(run_dir / "metrics.csv")

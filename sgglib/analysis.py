@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from .runs import read_json, reports_dir
 from .viz import new_figure
 
@@ -288,6 +290,64 @@ def per_image_recall(run: Run, rows) -> list[tuple[str, float]]:
         hits = triplet_scores(pred, _gt(row)) > 0.5 if pred is not None else [0.0]
         out.append((str(row["image_id"]), 100.0 * float(sum(hits)) / len(row["relationships"])))
     return out
+
+
+MISS_REASONS = ("hit", "wrong predicate", "pair missed", "object missed", "no graph")
+
+
+def miss_reasons(run: Run, rows, iou_threshold: float = 0.5) -> dict[str, dict[str, int]]:
+    """Why each GT relation of ``rows`` was recalled or not, by GT predicate (plus ``"all"``): counts of
+    :data:`MISS_REASONS`. An object is *found* when a predicted object has its category and IoU ≥ ``iou_threshold``
+    (the Hard Recall rule). ``hit``: a found subject relates to a found object by the GT predicate; ``wrong
+    predicate``: they relate, by other predicates only; ``pair missed``: both found, never related; ``object
+    missed``: the subject or the object was not found; ``no graph``: no parseable prediction for the image.
+
+    The categories tell what a training stage could still fix: a model that finds the objects but not their
+    relations needs a different lesson from one that misses the objects.
+    """
+    from .boxes import iou_matrix
+    from .viz import prediction_in_pixels
+
+    records = {str(r["image_id"]): r for r in run.records() if r.get("sample", 0) == 0}
+    out: dict[str, dict[str, int]] = {}
+    for row in rows:
+        gt = _gt(row)
+        record = records.get(str(row["image_id"]))
+        pred = prediction_in_pixels(record, row["width"], row["height"])[1] if record is not None else None
+        index = {o.id: i for i, o in reversed(list(enumerate(gt.objects)))}
+        found = np.zeros((len(gt.objects), 0), bool)
+        related: dict[tuple[str, str], set[str]] = {}
+        if pred is not None and pred.objects and gt.objects:
+            same = np.array([[g.category == p.category for p in pred.objects] for g in gt.objects])
+            gb, pb = (np.array([o.bbox for o in g.objects]) for g in (gt, pred))
+            found = same & (iou_matrix(gb, pb) >= iou_threshold)
+            for r in pred.relations:
+                related.setdefault((r.subject, r.object), set()).add(r.predicate)
+        pred_ids = [o.id for o in pred.objects] if pred is not None else []
+        for r in gt.relations:
+            if pred is None:
+                reason = "no graph"
+            else:
+                subs = [pred_ids[j] for j in np.flatnonzero(found[index[r.subject]])] if found.shape[1] else []
+                objs = [pred_ids[j] for j in np.flatnonzero(found[index[r.object]])] if found.shape[1] else []
+                said = set().union(*(related.get((a, b), set()) for a in subs for b in objs))
+                reason = ("object missed" if not subs or not objs else "hit" if r.predicate in said
+                          else "wrong predicate" if said else "pair missed")
+            for key in (r.predicate, "all"):
+                counts = out.setdefault(key, dict.fromkeys(MISS_REASONS, 0))
+                counts[reason] += 1
+    return out
+
+
+def miss_reason_table(reasons: Mapping[str, Mapping[str, int]]) -> str:
+    """:func:`miss_reasons` as Markdown: one row per predicate (most GT relations first, ``all`` last), % of row."""
+    lines = ["| predicate | GT relations | " + " | ".join(MISS_REASONS) + " |", "|---" * (len(MISS_REASONS) + 2) + "|"]
+    order = sorted((k for k in reasons if k != "all"), key=lambda k: (-sum(reasons[k].values()), k))
+    for key in order + (["all"] if "all" in reasons else []):
+        n = sum(reasons[key].values())
+        lines.append(f"| {key} | {n} | " + " | ".join(f"{100 * reasons[key][m] / n:.0f}" for m in MISS_REASONS)
+                     + " |")
+    return "\n".join(lines)
 
 
 def _gt(row):

@@ -36,21 +36,29 @@ RL_SYSTEM_PROMPT = (
     "<think> reasoning here </think><answer> answer here </answer>."
 )
 
-_EXAMPLE = (
-    '```json\n{"objects": [{"id": "person.1", "bbox": [120, 80, 310, 590]}, '
-    '{"id": "bike.1", "bbox": [90, 350, 420, 700]}, {"id": "tree.1", "bbox": [600, 40, 880, 650]}], '
-    '"relationships": [{"subject": "person.1", "predicate": "riding", "object": "bike.1"}]}\n```'
-)
+EXAMPLE_GRAPH = {
+    "objects": [{"id": "person.1", "bbox": [120, 80, 310, 590]}, {"id": "bike.1", "bbox": [90, 350, 420, 700]},
+                {"id": "tree.1", "bbox": [600, 40, 880, 650]}],
+    "relationships": [{"subject": "person.1", "predicate": "riding", "object": "bike.1"}],
+}
+"""the prompts' worked example (tree.1 has no relation)"""
+
+
+def example_block(graph: Mapping[str, Any]) -> str:
+    """A JSON example as the prompts show it: one fenced line."""
+    return "```json\n" + json.dumps(graph) + "\n```"
+
+
+_EXAMPLE = example_block(EXAMPLE_GRAPH)
 OBJECTS_CLAUSE = (
     '"objects": every visible object, each {"id": "name.number", "bbox": [x1, y1, x2, y2]} with integer '
     'coordinates; number each name from 1 in reading order ("person.1", "person.2").\n'
 )
-_OPEN = (
-    "Generate a scene graph for this image as JSON with two lists.\n"
-    + OBJECTS_CLAUSE +
+RELATIONSHIPS_CLAUSE = (
     '"relationships": each {"subject": id, "predicate": relation, "object": id}, only between listed ids; '
     "objects without relations are still listed.\n"
 )
+_OPEN = "Generate a scene graph for this image as JSON with two lists.\n" + OBJECTS_CLAUSE + RELATIONSHIPS_CLAUSE
 
 
 def open_prompt() -> str:

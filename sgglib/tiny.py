@@ -5,9 +5,9 @@ to write scene graphs, so its zero-shot graphs mostly fail (PAPER.md §6: FR 60%
 :func:`build_tiny_model` builds a ``Qwen2VLForConditionalGeneration`` from a small config with a tokenizer trained
 on the task's text (:mod:`sgglib.tokenizer`) and saves it like a hub checkpoint (``tiny-init``), and
 :func:`pretrain_base` teaches it the synthetic world through *auxiliary* tasks (:func:`aux_examples`: list the
-objects, ground one object, detect in another box format, describe relations in words) — never the scene-graph task
-itself — giving ``tiny-base``, the stand-in for the Instruct model. Both live in ``data/models/`` and load with
-:func:`sgglib.models.load_model_and_processor` exactly as a hub id would.
+objects, ground one object, detect in another box format, describe relations in words or as JSON without objects) —
+never the whole scene-graph task itself — giving ``tiny-base``, the stand-in for the Instruct model. Both live in
+``data/models/`` and load with :func:`sgglib.models.load_model_and_processor` exactly as a hub id would.
 
 Pixel normalisation is centred on the world's background (``image_mean`` = mean background colour, ``image_std``
 0.25): FACTS.md measured that CLIP's mean/std let the component shared by all visual tokens grow ~180× the per-token
@@ -62,6 +62,10 @@ class TinyModelConfig:
     bpe_across_words: bool = True
     """let BPE merge across spaces and punctuation (no GPT-2 split regex): in this closed world whole JSON
     fragments such as ``", "bbox": [`` become one token, and answers are 2.4× shorter (165 vs 402 tokens)"""
+    max_token_chars: int | None = 24
+    """longest BPE token in characters. Uncapped, BPE across words on this closed world merged whole prompt
+    sentences into single tokens (one 400-character token held both name lists) that the base model read nowhere
+    else; capped, answers are ~5 % longer"""
     image_mean: tuple[float, float, float] | None = None
     """pixel mean in [0, 1]; None = the synthetic world's background mean (background-centred, FACTS.md)"""
     image_std: float = 0.25
@@ -87,14 +91,16 @@ def default_corpus(n_images: int = 1000, seed: int = 0) -> list[str]:
 
     vocab = data.vocabulary("synthetic", seed=seed)
     rows = data.load_sgg("synthetic", split="train", seed=seed)
-    # Prompts are repeated as often as they are read in training, so BPE compresses them like the targets.
+    # Each prompt once: repeated as often as it is read in training, BPE turned its sentences into tokens of their
+    # own, which the base model (pre-trained on other prompts) never trained
     texts = [prompts.open_prompt(), prompts.closed_prompt(vocab.categories, vocab.predicates),
-             prompts.SFT_SYSTEM_PROMPT, prompts.RL_SYSTEM_PROMPT] * max(1, n_images // 10)
+             prompts.SFT_SYSTEM_PROMPT, prompts.RL_SYSTEM_PROMPT]
+    rng = random.Random(seed)
     for i in range(min(n_images, len(rows))):
         row = rows[i]
         texts.append(prompts.sft_target(row))
         texts.extend(ex["prompt"][-1]["content"][-1]["text"] + ex["completion"][0]["content"][0]["text"]
-                     for ex in aux_examples(row, vocabulary=vocab))
+                     for ex in aux_examples(row, rng, vocabulary=vocab))
     return texts
 
 
@@ -113,7 +119,7 @@ def build_tiny_model(out_dir: str | Path, config: TinyModelConfig | None = None,
     config = config or TinyModelConfig()
     out = Path(out_dir)
     tokenizer = train_tokenizer(texts if texts is not None else default_corpus(), vocab_size=config.vocab_size,
-                                use_regex=not config.bpe_across_words)
+                                use_regex=not config.bpe_across_words, max_token_length=config.max_token_chars)
     head_dim = config.hidden_size // config.num_heads
     if sum(config.mrope_section) * 2 != head_dim:
         raise ValueError(f"mrope_section {config.mrope_section} must sum to head_dim/2 = {head_dim // 2}")
@@ -191,17 +197,22 @@ def _assistant(text: str) -> list[dict]:
 
 def aux_examples(row: dict, rng: random.Random | None = None, system: str | None = SFT_SYSTEM_PROMPT,
                  xywh_prob: float = 0.5, vocabulary=None) -> list[dict]:
-    """Auxiliary tasks on one image, for the base model (all different from the scene-graph task):
+    """Auxiliary tasks on one image, for the base model (each a part of the scene-graph task, never the whole):
 
     * ``list``: name the objects, comma-separated, no boxes;
     * ``ground``: the box of one named object as ``[x1, y1, x2, y2]`` on the 0–1000 grid;
     * ``detect``: every object as JSON with an empty relation list, boxes on the 0–1000 grid either as
       ``[x, y, width, height]`` (another convention; chosen with probability ``xywh_prob``) or as
       ``[x1, y1, x2, y2]``, the prompt saying which;
-    * ``describe``: the relations as plain sentences (``"red circle.1 is next to blue square.1."``).
+    * ``describe``: the relations as plain sentences (``"red circle.1 is next to blue square.1."``);
+    * ``relate``: the relations as JSON ``{"relationships": [...]}`` with no object list and no boxes — not a
+      scene graph (the parser's ``missing_keys``).
 
-    With a ``vocabulary``, half of the detect and describe prompts are long forms that share the scene-graph prompt's
-    object clause and name lists (never its relationship clause or example).
+    With a ``vocabulary``, half of the detect, describe and relate prompts are long forms written like the
+    scene-graph prompt: its object clause, name lists and worked example, each cut down to the part the task asks
+    for. A base that has read these answers the scene-graph prompt with one of the parts it knows — a detect-style
+    graph without relations or relations without objects — as an Instruct model answers a new schema with the
+    formats it has seen.
     """
     rng = rng or random.Random(0)
     grid = [(o["id"], prompts.to_model_box(o["bbox"], row["width"], row["height"])) for o in row["objects"]]
@@ -210,46 +221,65 @@ def aux_examples(row: dict, rng: random.Random | None = None, system: str | None
     # "relationships": [] makes a detect-style answer a *valid* (if poor) scene graph, and xywh boxes read as
     # xyxy are mostly wrong: what a zero-shot base would write if it answered the scene-graph prompt like a detector
     xywh = rng.random() < xywh_prob
-    detect = {"objects": [{"id": i, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]] if xywh else b} for i, b in grid],
-              "relationships": []}
+
+    def convention(b):
+        return [b[0], b[1], b[2] - b[0], b[3] - b[1]] if xywh else list(b)
+
+    detect = {"objects": [{"id": i, "bbox": convention(b)} for i, b in grid], "relationships": []}
+    relations = [{k: r[k] for k in ("subject", "predicate", "object")} for r in row["relationships"]]
     box_words = "[x, y, width, height]" if xywh else "[x1, y1, x2, y2]"
     sentences = " ".join(f"{r['subject']} is {r['predicate']} {r['object']}." for r in row["relationships"])
     image = row["image"].convert("RGB")
-    # Half of the detect/describe prompts reuse sentences of the scene-graph prompt (the object clause, the closed
-    # name lists): an Instruct model has read such words before, and with BPE merging across words they are tokens
-    # that would otherwise stay untrained in the base model (its zero-shot output then degenerates, measured)
     detect_prompt = (f"Detect every object. Answer in JSON: an id (category.number) and a box {box_words} on a "
                      "0-1000 grid for each.")
     describe_prompt = "Describe how the objects relate to each other, one sentence per object."
+    relate_prompt = ('List the relations between the objects in JSON: {"relationships": [...]}, each with a '
+                     "subject, a predicate and an object id (category.number).")
+    # Long forms share the scene-graph prompt's wording: with BPE merging across words, words the base never reads
+    # are tokens it never trained, and its zero-shot output degenerates on them (measured: FR 100 %, "ve ve ]]")
     if vocabulary is not None and rng.random() < 0.5:
-        detect_prompt = ("Detect the objects in this image as JSON.\n" + prompts.OBJECTS_CLAUSE.replace(
-            "[x1, y1, x2, y2]", box_words) + "Object names must come from this list: ["
-            + ", ".join(vocabulary.categories) + "].\n" + '"relationships": an empty list.')
+        names_line = "Object names must come from this list: [" + ", ".join(vocabulary.categories) + "].\n"
+        predicates_line = "Predicates must come from this list: [" + ", ".join(vocabulary.predicates) + "].\n"
+        example_objects = [{"id": o["id"], "bbox": convention(o["bbox"])} for o in prompts.EXAMPLE_GRAPH["objects"]]
+        detect_prompt = ("Generate a list of the objects in this image as JSON.\n"
+                         + prompts.OBJECTS_CLAUSE.replace("[x1, y1, x2, y2]", box_words) + names_line
+                         + '"relationships": an empty list.\nExample:\n'
+                         + prompts.example_block({"objects": example_objects, "relationships": []}))
         describe_prompt = ("Describe how the objects relate to each other, one sentence per relation.\n"
-                           "Predicates must come from this list: [" + ", ".join(vocabulary.predicates) + "].")
+                           + predicates_line.rstrip("\n"))
+        relate_prompt = ("List the relations in this image as JSON.\n"
+                         '"relationships": each {"subject": id, "predicate": relation, "object": id}, ids written '
+                         'as "name.number" ("person.1").\n' + predicates_line + "Example:\n"
+                         + prompts.example_block({"relationships": prompts.EXAMPLE_GRAPH["relationships"]}))
     tasks = [
         ("What objects are in the image? Name them, separated by commas.", ", ".join(names) or "nothing"),
         (f"Where is {oid}? Give its box as [x1, y1, x2, y2] on a 0-1000 grid.", json.dumps(box)),
         (detect_prompt, "```json\n" + json.dumps(detect) + "\n```"),
         (describe_prompt, sentences or "Nothing."),
+        (relate_prompt, "```json\n" + json.dumps({"relationships": relations}) + "\n```"),
     ]
     return [{"images": [image], "prompt": prompts.prompt_messages(p, system), "completion": _assistant(t)}
             for p, t in tasks]
 
 
 PRETRAIN_STEPS = 2500
-"""base pre-training steps of the committed ``data/models/tiny-base`` (~7 min on 2 cores; aux-task loss 0.24)"""
+"""base pre-training steps of the committed ``data/models/tiny-base`` (~7 min on 2 cores; aux-task loss 0.31)"""
 
 
 def pretrain_base(out_dir: str | Path | None = None, max_steps: int = PRETRAIN_STEPS, seed: int = 0,
                   train_rows=None, run_dir: str | None = None, **overrides) -> Path:
     """Build ``tiny-init`` and pre-train it on :func:`aux_examples` into ``data/models/tiny-base``.
 
-    The result knows the images, names, the 0–1000 grid and JSON detection, but has never been asked for a scene
-    graph. Measured (``notebooks/02``, 200 val images): its zero-shot scene graphs fail *every* time — the
-    scene-graph prompt's own tokens (the task BPE merges whole phrases) were never trained, and the 1 M-parameter
-    model degenerates on them — unlike Qwen2-VL-2B-Instruct's 60 % (PAPER.md §6). The committed checkpoint lets
-    ``make demo`` skip this step; ``pretrain_config.json`` beside it records how it was made.
+    The result knows the images, names, the 0–1000 grid, JSON detection and JSON relations, but has never been
+    asked for a whole scene graph. Measured (``notebooks/02``, 200 val images, greedy;
+    ``reports/reference/zero_shot_summary.json``): zero-shot it fails 73 % of the closed-prompt and 80 % of the
+    open-prompt images (invalid or truncated JSON, relations without objects), the rest are graphs with few right
+    boxes (AP@50 0.004 closed, 0.06 open) and no right relation — the shape of Qwen2-VL-2B-Instruct's row
+    (PAPER.md §6: FR 60, AP@50 2.2, Recall 0.07). This base is one draw, not a tuned optimum: with optional lines in
+    the long-form prompts, or 4,000 steps instead of 2,500, the zero-shot base degenerated to FR 100 % again
+    (measured), so the zero-shot row of a 1 M-parameter model is fragile; the earlier tokenizer (prompts repeated
+    ×100, uncapped tokens) gave FR 100 % with every base tried. The committed checkpoint lets ``make demo`` skip
+    this step; ``pretrain_config.json`` beside it records how it was made.
     """
     from .sft import SFTRunConfig, train
 

@@ -51,11 +51,11 @@ def qwen_chat_template() -> str:
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 1500, max_int: int = MAX_SINGLE_TOKEN_INT,
-                    use_regex: bool = True):
+                    use_regex: bool = True, max_token_length: int | None = None):
     """Train a byte-level BPE on ``texts`` and wrap it as a ``PreTrainedTokenizerFast`` with Qwen's special tokens.
 
     ``vocab_size`` counts the BPE merges' vocabulary; the special tokens and the ``max_int + 1`` number tokens come
-    on top. Deterministic for a given list of texts.
+    on top; ``max_token_length`` caps a merged token's length in characters. Deterministic for a given list of texts.
     """
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -68,6 +68,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1500, max_int: int =
         special_tokens=QWEN_SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
+        max_token_length=max_token_length,
     )
     tok.train_from_iterator(list(texts), trainer=trainer)
     # Added tokens are matched leftmost-longest before BPE runs, so "1000" is one token and "person.12" ends in "12".

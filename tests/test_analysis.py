@@ -193,3 +193,53 @@ def test_notebook_05_runs_headless_on_fake_runs(fake, tmp_path):
     assert {"curves.png", "long_tail.png", "ablation_group_size.png"} <= names
     assert any(n.startswith("best-R1-SGG") for n in names) and any(n.startswith("worst-SFT") for n in names)
     assert "| R1-SGG |" in (report / "table.md").read_text()
+
+
+def test_summarize_run_reads_zero_shot_and_training_runs(fake):
+    # benchmarks/summarize_run.py writes reports/reference/*_summary.json from run directories alone
+    import sys
+
+    sys.path.insert(0, str(repo_path("benchmarks")))
+    import summarize_run
+
+    _, dirs = fake
+    zs = summarize_run.summarize(dirs["zero-shot"], "cmd")
+    closed = json.loads((dirs["zero-shot"] / "metrics-closed.json").read_text())
+    assert set(zs) == {"note", "command", "open", "closed"}
+    assert zs["closed"]["failure_rate"] == closed["failure_rate"] == 50.0
+    assert zs["closed"]["failures"] == closed["failures"] and zs["closed"]["first_completions"][0] == "I see some shapes."
+    grpo = summarize_run.summarize(dirs["grpo"], "cmd")
+    metrics = json.loads((dirs["grpo"] / "metrics.json").read_text())
+    assert grpo["steps"] == 4 and grpo["final_greedy"]["recall"] == metrics["recall"]
+    assert [p["step"] for p in grpo["curve"]] == [2.0, 4.0]
+
+
+def test_miss_reasons_sorts_each_gt_relation(fake, tmp_path):
+    # a hand-made prediction: one relation with another predicate, one object moved away, one image unparseable
+    root, dirs = fake
+    rows = [data.load_sgg("synthetic", split="val")[i] for i in range(N_IMAGES)]
+    row = next(r for r in rows if len(r["relationships"]) >= 3)
+    target = json.loads(prompts.sft_target(row).split("```json", 1)[1].rsplit("```", 1)[0])
+    first, moved = target["relationships"][0], target["relationships"][1]["object"]
+    target["relationships"][0] = {**first, "predicate": "no such predicate"}
+    target["objects"] = [{**o, "bbox": [0, 0, 1, 1]} if o["id"] == moved else o for o in target["objects"]]
+    other = next(r for r in rows if r is not row and r["relationships"])
+    records = [{"image_id": str(row["image_id"]), "box_scale": [1000, 1000], "completion": json.dumps(target)},
+               {"image_id": str(other["image_id"]), "box_scale": [1000, 1000], "completion": "no graph here"}]
+    run = analysis.Run("hand", tmp_path, {}, {}, predictions_file=tmp_path / "predictions.jsonl")
+    _jsonl(run.predictions_file, records)
+    reasons = analysis.miss_reasons(run, [row, other])
+    rels = row["relationships"]
+    touches_moved = sum(moved in (r["subject"], r["object"]) for r in rels)
+    wrong = 0 if moved in (first["subject"], first["object"]) else 1
+    assert reasons["all"] == {"hit": len(rels) - touches_moved - wrong, "wrong predicate": wrong, "pair missed": 0,
+                              "object missed": touches_moved, "no graph": len(other["relationships"])}
+    assert sum(reasons[first["predicate"]].values()) == sum(r["predicate"] == first["predicate"]
+                                                            for r in rels + other["relationships"])
+    # on the fake runs (targets with relations dropped, some failures) the hits are Hard Recall's pooled hits
+    sft = analysis.load_run(dirs["sft"])
+    all_sft = analysis.miss_reasons(sft, rows)["all"]
+    assert all_sft["object missed"] == all_sft["wrong predicate"] == 0
+    n = sum(all_sft.values())
+    assert all_sft["hit"] == pytest.approx(sft.metrics["recall_pooled"] * n / 100)
+    assert "| all |" in analysis.miss_reason_table(analysis.miss_reasons(sft, rows))

@@ -51,6 +51,17 @@ def test_tokenizer_numbers_are_single_tokens_and_round_trip():
         assert len(tok(special)["input_ids"]) == 1
 
 
+def test_tokenizer_caps_merged_token_length():
+    # BPE across words on a repeated sentence merges it into one token unless max_token_length caps it
+    sentence = "Object names must come from this list: [red circle, blue square, green triangle]."
+    texts = [sentence] * 50 + TEXTS
+    whole = train_tokenizer(texts, vocab_size=400, use_regex=False)
+    capped = train_tokenizer(texts, vocab_size=400, use_regex=False, max_token_length=12)
+    assert max(len(whole.decode([i])) for i in whole(sentence)["input_ids"]) > 24
+    pieces = [capped.decode([i]) for i in capped(sentence)["input_ids"]]
+    assert max(map(len, pieces)) <= 12 and "".join(pieces) == sentence
+
+
 def test_build_save_load_round_trip_offline(tiny_dir, monkeypatch):
     # the embedded default loads through the same from_pretrained path as a hub checkpoint, with the hub disabled
     import torch
@@ -130,8 +141,9 @@ def test_qwen2_5_vl_path(tmp_path):
 
 
 def test_aux_tasks_never_ask_for_a_scene_graph():
-    # the base model's auxiliary tasks: list, ground, detect (xywh or xyxy, as the prompt says), describe; a detect
-    # answer has an empty relation list, and no aux prompt carries the scene-graph prompt's relationship clause
+    # the base model's auxiliary tasks: list, ground, detect (xywh or xyxy, as the prompt says), describe, relate; a
+    # detect answer has an empty relation list, a relate answer no object list (so it is no scene graph), and no aux
+    # prompt carries the scene-graph prompt's relationship clause
     import random
 
     from sgglib import prompts
@@ -147,7 +159,7 @@ def test_aux_tasks_never_ask_for_a_scene_graph():
     seen = set()
     for seed in range(20):
         exs = aux_examples(row, random.Random(seed), vocabulary=vocab)
-        assert len(exs) == 4
+        assert len(exs) == 5
         texts = [e["prompt"][-1]["content"][-1]["text"] for e in exs]
         assert all(relation_clause not in t for t in texts)
         detect_prompt, detect = texts[2], exs[2]["completion"][0]["content"][0]["text"]
@@ -158,4 +170,7 @@ def test_aux_tasks_never_ask_for_a_scene_graph():
         # a detect answer is a valid scene graph; in xywh, red circle.1 at [500, 500, 600, 600] reads as swapped
         # corners (x2 < x1), kept as written by the parser: a zero-area box that overlaps nothing
         assert result.ok and result.graph.objects[0].bbox == ((500, 500, 100, 100) if xywh else (500, 500, 600, 600))
+        relate = exs[4]["completion"][0]["content"][0]["text"]
+        assert json.loads(relate.strip("`json\n")) == {"relationships": row["relationships"]}
+        assert parse_completion(relate).failure.value == "missing_keys"
     assert seen == {(False, False), (False, True), (True, False), (True, True)}
