@@ -36,6 +36,7 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/rewards_speed.py
 	$(PY) benchmarks/metrics_speed.py
+	$(PY) benchmarks/tokenizer_coverage.py
 
 # GRPO ablations (group size 4/8/16, hard/relax/soft) into reports/ablation/; override e.g. ARGS="-p max_steps=100"
 ablation: $(STAMP)

@@ -306,6 +306,7 @@ def miss_reasons(run: Run, rows, iou_threshold: float = 0.5) -> dict[str, dict[s
     relations needs a different lesson from one that misses the objects.
     """
     from .boxes import iou_matrix
+    from .matching import triplet_scores
     from .viz import prediction_in_pixels
 
     records = {str(r["image_id"]): r for r in run.records() if r.get("sample", 0) == 0}
@@ -314,25 +315,28 @@ def miss_reasons(run: Run, rows, iou_threshold: float = 0.5) -> dict[str, dict[s
         gt = _gt(row)
         record = records.get(str(row["image_id"]))
         pred = prediction_in_pixels(record, row["width"], row["height"])[1] if record is not None else None
-        index = {o.id: i for i, o in reversed(list(enumerate(gt.objects)))}
-        found = np.zeros((len(gt.objects), 0), bool)
-        related: dict[tuple[str, str], set[str]] = {}
-        if pred is not None and pred.objects and gt.objects:
-            same = np.array([[g.category == p.category for p in pred.objects] for g in gt.objects])
-            gb, pb = (np.array([o.bbox for o in g.objects]) for g in (gt, pred))
-            found = same & (iou_matrix(gb, pb) >= iou_threshold)
+        if pred is None:
+            reasons = ["no graph"] * len(gt.relations)
+        else:
+            # hits by the metric's own test; the misses sorted by which ends were found and how they relate
+            hits = triplet_scores(pred, gt, iou_threshold=iou_threshold) > 0.5 if gt.relations else []
+            index = {o.id: i for i, o in enumerate(gt.objects)}  # GT ids are unique (the loaders check)
+            found = np.zeros((len(gt.objects), len(pred.objects)), bool)
+            if pred.objects and gt.objects:
+                same = np.array([[g.category == p.category for p in pred.objects] for g in gt.objects])
+                found = same & (iou_matrix(*(np.array([o.bbox for o in g.objects]) for g in (gt, pred)))
+                                >= iou_threshold)
+            related: dict[tuple[int, int], set[str]] = {}
+            pred_index = {o.id: j for j, o in enumerate(pred.objects)}  # the parser drops repeated ids
             for r in pred.relations:
-                related.setdefault((r.subject, r.object), set()).add(r.predicate)
-        pred_ids = [o.id for o in pred.objects] if pred is not None else []
-        for r in gt.relations:
-            if pred is None:
-                reason = "no graph"
-            else:
-                subs = [pred_ids[j] for j in np.flatnonzero(found[index[r.subject]])] if found.shape[1] else []
-                objs = [pred_ids[j] for j in np.flatnonzero(found[index[r.object]])] if found.shape[1] else []
+                related.setdefault((pred_index[r.subject], pred_index[r.object]), set()).add(r.predicate)
+            reasons = []
+            for r, hit in zip(gt.relations, hits):
+                subs, objs = np.flatnonzero(found[index[r.subject]]), np.flatnonzero(found[index[r.object]])
                 said = set().union(*(related.get((a, b), set()) for a in subs for b in objs))
-                reason = ("object missed" if not subs or not objs else "hit" if r.predicate in said
-                          else "wrong predicate" if said else "pair missed")
+                reasons.append("hit" if hit else "object missed" if not len(subs) or not len(objs)
+                               else "wrong predicate" if said else "pair missed")
+        for r, reason in zip(gt.relations, reasons):
             for key in (r.predicate, "all"):
                 counts = out.setdefault(key, dict.fromkeys(MISS_REASONS, 0))
                 counts[reason] += 1

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .runs import repo_path, reports_dir, write_json
-from .tiny import PRETRAIN_STEPS
 
 
 @dataclass
@@ -137,8 +136,9 @@ def export_html(notebook: Path, out: Path) -> Path:
     return out
 
 
-def ensure_base_model(model: str, pretrain_steps: int, log: Callable[[str], None] = print) -> None:
-    """The embedded ``tiny-base`` is built by pre-training (:func:`sgglib.tiny.pretrain_base`) on first use."""
+def ensure_base_model(model: str, pretrain_steps: int | None = None, log: Callable[[str], None] = print) -> None:
+    """The embedded ``tiny-base`` is built by pre-training (:func:`sgglib.tiny.pretrain_base`) on first use;
+    ``pretrain_steps`` None = the committed checkpoint's :data:`sgglib.tiny.PRETRAIN_STEPS`."""
     from .models import resolve_model
 
     if model != "tiny-base":
@@ -146,8 +146,10 @@ def ensure_base_model(model: str, pretrain_steps: int, log: Callable[[str], None
     try:
         resolve_model(model)
     except FileNotFoundError:
+        from .tiny import PRETRAIN_STEPS, pretrain_base
+
+        pretrain_steps = pretrain_steps or PRETRAIN_STEPS
         log(f"[base] data/models/tiny-base is missing: pre-training it ({pretrain_steps} steps, once per clone)")
-        from .tiny import pretrain_base
 
         t0 = time.time()
         pretrain_base(max_steps=pretrain_steps)
@@ -155,7 +157,7 @@ def ensure_base_model(model: str, pretrain_steps: int, log: Callable[[str], None
 
 
 def run_pipeline(run_id: str, *, model: str = "tiny-base", smoke: bool = False, stages: Sequence[str] = (),
-                 overrides: Mapping[str, Mapping[str, Any]] | None = None, pretrain_steps: int = PRETRAIN_STEPS,
+                 overrides: Mapping[str, Mapping[str, Any]] | None = None, pretrain_steps: int | None = None,
                  notebooks_dir: str | Path | None = None, out_root: str | Path | None = None,
                  progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the stages in order into ``<out_root or reports/>/<run_id>/``; returns (and writes) ``pipeline.json``."""
@@ -220,8 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--stages", default="", help="comma-separated stage keys to run (default: all), e.g. 01,05")
     ap.add_argument("-p", "--param", action="append", default=[], metavar="[NN.]NAME=VALUE",
                     help="notebook parameter override (repeatable)")
-    ap.add_argument("--pretrain-steps", type=int, default=PRETRAIN_STEPS,
-                    help="steps to pre-train tiny-base if it is missing")
+    ap.add_argument("--pretrain-steps", type=int, default=None,
+                    help="steps to pre-train tiny-base if it is missing (default: sgglib.tiny.PRETRAIN_STEPS)")
     ap.add_argument("--out-root", default="", help="folder holding <run_id>/ (default: reports/)")
     args = ap.parse_args(argv)
     try:

@@ -65,7 +65,8 @@ class TinyModelConfig:
     max_token_chars: int | None = 24
     """longest BPE token in characters. Uncapped, BPE across words on this closed world merged whole prompt
     sentences into single tokens (one 400-character token held both name lists) that the base model read nowhere
-    else; capped at 24, the synthetic SFT answers are ~10 % longer (120 vs 109 tokens)"""
+    else; capped at 24, the synthetic SFT answers are ~10 % longer (120 vs 109 tokens;
+    ``benchmarks/tokenizer_coverage.py``)"""
     image_mean: tuple[float, float, float] | None = None
     """pixel mean in [0, 1]; None = the synthetic world's background mean (background-centred, FACTS.md)"""
     image_std: float = 0.25
@@ -278,8 +279,8 @@ def pretrain_base(out_dir: str | Path | None = None, max_steps: int = PRETRAIN_S
     (PAPER.md §6: FR 60, AP@50 2.2, Recall 0.07). This base is one draw, not a tuned optimum: with optional lines in
     the long-form prompts, or 4,000 steps instead of 2,500, the zero-shot base degenerated to FR 100 % again
     (measured), so the zero-shot row of a 1 M-parameter model is fragile; the earlier tokenizer (prompts repeated
-    ×100, uncapped tokens) gave FR 100 % with every base tried. The committed checkpoint lets ``make demo`` skip
-    this step; ``pretrain_config.json`` beside it records how it was made.
+    ×100, uncapped tokens) with the earlier aux tasks gave FR 100 % with every base tried. The committed
+    checkpoint lets ``make demo`` skip this step; ``pretrain_config.json`` beside it records how it was made.
     """
     from .sft import SFTRunConfig, train
 
