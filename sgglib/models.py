@@ -154,6 +154,29 @@ def apply_lora(model, lora: Any):
     return get_peft_model(model, config)
 
 
+def save_final(trainer, processor, final: str | Path) -> Path:
+    """Save a trainer's model and processor to ``final/`` as a plain checkpoint that :func:`load_model_and_processor`
+    (notebooks 04 and 05, ``init=<run>``) reads. A LoRA run's adapters go to ``final/adapter/`` and a copy of the
+    model with them merged into the weights goes to ``final/`` itself (``trainer.save_model`` alone would leave only
+    the adapters, which no loader here reads)."""
+    import copy
+
+    from peft import PeftModel
+
+    final = Path(final)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if isinstance(model, PeftModel):
+        trainer.save_model(str(final / "adapter"))
+        if trainer.is_world_process_zero():
+            copy.deepcopy(model).merge_and_unload().save_pretrained(final)
+    else:
+        trainer.save_model(str(final))
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(final)
+        processor.tokenizer.save_pretrained(final)
+    return final
+
+
 # -- inference -------------------------------------------------------------------------------------------------------
 def box_scale(processor, image_grid_thw) -> tuple[float, float]:
     """The frame a model writes boxes in (PAPER.md §1): the 0–1000 grid for Qwen2-VL, resized-input pixels

@@ -34,7 +34,7 @@ from typing import Any, Sequence
 from transformers import Qwen2_5_VLProcessor, TrainerCallback
 
 from . import prompts
-from .models import evaluate_model, load_model_and_processor
+from .models import evaluate_model, load_model_and_processor, save_final
 from .prompts import SFT_SYSTEM_PROMPT
 from .runs import make_run_dir, write_json
 
@@ -92,7 +92,8 @@ class SFTRunConfig:
     gradient_checkpointing: bool = False
     """trade compute for memory; TRL turns it on by default, which only slows the tiny CPU model (FACTS.md)"""
     lora_r: int = 0
-    """LoRA rank; 0 = full fine-tuning"""
+    """LoRA rank; 0 = full fine-tuning. ``final/`` holds the merged model either way (adapters in
+    ``final/adapter/``)"""
     lora_alpha: int = 16
     """LoRA scaling"""
     lora_dropout: float = 0.05
@@ -443,9 +444,7 @@ def train(cfg: SFTRunConfig, train_rows=None, val_rows=None, vocabulary=None,
     resume = _last_checkpoint(run_dir) if cfg.resume else None
     trainer.train(resume_from_checkpoint=resume)
     final = run_dir / "final"
-    trainer.save_model(str(final))
-    processor.save_pretrained(final)
-    processor.tokenizer.save_pretrained(final)
+    save_final(trainer, processor, final)
     metrics: dict[str, Any] = {"global_step": trainer.state.global_step}
     if val_rows:
         metrics.update(validate(trainer.model, processor, val_rows, cfg, run_dir / "predictions.jsonl", vocabulary))

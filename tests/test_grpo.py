@@ -105,6 +105,22 @@ def test_run_directory_has_validation_curves_and_initial_metrics(tmp_path, polic
     assert eval_steps[:1] == ["0"] and "eval/recall" in csv_text[0]
 
 
+def test_lora_run_saves_a_loadable_merged_final(tmp_path, policy):
+    # with LoRA only the adapters train; final/ is a plain checkpoint with them merged (what 04/05 load) and
+    # final/adapter/ keeps the adapters; the merged weights give the same greedy answer as the trained PEFT model
+    from sgglib.models import load_model_and_processor, predict
+
+    result = run(config(tmp_path, policy, lora_r=4, lora_alpha=8, learning_rate=5e-2))
+    final = result["run_dir"] / "final"
+    assert (final / "config.json").exists() and (final / "adapter" / "adapter_config.json").exists()
+    merged, processor = load_model_and_processor(final, dtype="float32")
+    assert weights_digest(merged) != digest_of(policy)  # the adapters were trained and merged in
+    kw = dict(prompt=prompts.open_prompt(), system=prompts.RL_SYSTEM_PROMPT, max_new_tokens=32, progress=False)
+    ours = predict(merged, processor, rows(2), **kw)
+    peft = predict(result["model"], processor, rows(2), **kw)
+    assert [r["completion"] for r in ours] == [r["completion"] for r in peft]
+
+
 def test_resume_after_interruption_reaches_max_steps(tmp_path, policy):
     # stopped after step 3 (checkpoint at 2), the same config resumes from checkpoint-2 and ends at step 4
     from transformers import TrainerCallback

@@ -142,11 +142,17 @@ def test_resume_after_interruption_reaches_the_same_step(tmp_path, tiny_dir):
 
 
 def test_lora_run(tmp_path, tiny_dir):
-    # LoRA through TRL's peft_config: trains adapters, saves, and the step count is honoured
+    # LoRA through TRL's peft_config: trains adapters, the step count is honoured, and final/ is a plain merged
+    # checkpoint that the loaders read (adapters kept in final/adapter/)
+    from sgglib.models import load_model_and_processor
+
     result = train(cfg(tmp_path, tiny_dir, max_steps=2, lora_r=4, lora_target_modules=("q_proj", "v_proj")),
                    train_rows=rows(4), val_rows=rows(1))
     assert result["global_step"] == 2
-    assert (result["run_dir"] / "final" / "adapter_config.json").exists()
+    final = result["run_dir"] / "final"
+    assert (final / "adapter" / "adapter_config.json").exists() and not (final / "adapter_config.json").exists()
+    model, _ = load_model_and_processor(final, dtype="float32")
+    assert not any("lora" in name for name, _ in model.named_parameters())
 
 
 def test_paper_preset_matches_the_reference_recipe():
