@@ -158,7 +158,8 @@ def save_final(trainer, processor, final: str | Path) -> Path:
     """Save a trainer's model and processor to ``final/`` as a plain checkpoint that :func:`load_model_and_processor`
     (notebooks 04 and 05, ``init=<run>``) reads. A LoRA run's adapters go to ``final/adapter/`` and a copy of the
     model with them merged into the weights goes to ``final/`` itself (``trainer.save_model`` alone would leave only
-    the adapters, which no loader here reads)."""
+    the adapters, which no loader here reads). Under ZeRO-3 / FSDP the weights are sharded, so only the adapters are
+    saved (to ``final/adapter/``); merge them afterwards with ``peft``'s ``merge_and_unload``."""
     import copy
 
     from peft import PeftModel
@@ -167,7 +168,10 @@ def save_final(trainer, processor, final: str | Path) -> Path:
     model = trainer.accelerator.unwrap_model(trainer.model)
     if isinstance(model, PeftModel):
         trainer.save_model(str(final / "adapter"))
-        if trainer.is_world_process_zero():
+        plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+        if getattr(trainer, "is_fsdp_enabled", False) or getattr(plugin, "zero_stage", 0) == 3:
+            print(f"sharded LoRA run: adapters saved to {final / 'adapter'}; final/ has no merged model")
+        elif trainer.is_world_process_zero():
             copy.deepcopy(model).merge_and_unload().save_pretrained(final)
     else:
         trainer.save_model(str(final))
