@@ -60,8 +60,8 @@ def _structure(completions) -> dict[str, float]:
     }
 
 
-def headroom(init: str, images: int, group_size: int, temperatures, seed: int = 0) -> dict:
-    model, processor = load_model_and_processor(resolve_init(init), dtype="float32")
+def headroom(model_dir: str, images: int, group_size: int, temperatures, seed: int = 0) -> dict:
+    model, processor = load_model_and_processor(model_dir, dtype="float32")
     vocab = data.vocabulary("synthetic")
     train = data.load_sgg("synthetic", split="train")
     rows = [train[i] for i in range(images)]

@@ -255,9 +255,9 @@ def aux_examples(row: dict, rng: random.Random | None = None, system: str | None
     tasks = [
         ("What objects are in the image? Name them, separated by commas.", ", ".join(names) or "nothing"),
         (f"Where is {oid}? Give its box as [x1, y1, x2, y2] on a 0-1000 grid.", json.dumps(box)),
-        (detect_prompt, "```json\n" + json.dumps(detect) + "\n```"),
+        (detect_prompt, prompts.example_block(detect)),
         (describe_prompt, sentences or "Nothing."),
-        (relate_prompt, "```json\n" + json.dumps({"relationships": relations}) + "\n```"),
+        (relate_prompt, prompts.example_block({"relationships": relations})),
     ]
     return [{"images": [image], "prompt": prompts.prompt_messages(p, system), "completion": _assistant(t)}
             for p, t in tasks]
