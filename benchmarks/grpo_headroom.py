@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from sgglib import data, prompts, rewards
-from sgglib.grpo import GRPORunConfig, resolve_init, train_grpo
 from sgglib.models import load_model_and_processor, predict
+from sgglib.train.grpo import GRPORunConfig, resolve_init, train_grpo
 from sgglib.parse import parse_completion
 from sgglib.runs import repo_path, write_json
 
@@ -41,8 +41,8 @@ def _components(completions, solutions, scales) -> dict[str, np.ndarray]:
     kw = dict(solution=solutions, box_scale=scales)
     return {
         "format_reward": np.array(rewards.FormatReward(strict=False)(completions, **kw)),
-        "edge_hard_reward": np.array(rewards.EdgeHardReward(weight=1.0)(completions, **kw)),
-        "size_penalty_reward": np.array(rewards.SizePenaltyReward(weight=1.0)(completions, **kw)),
+        "edge_hard_reward": np.array(rewards.EdgeHardReward()(completions, **kw)),
+        "size_penalty_reward": np.array(rewards.SizePenaltyReward()(completions, **kw)),
     }
 
 
@@ -147,7 +147,7 @@ def main() -> None:
     init = resolve_init(args.init)
     if not (Path(init) / "config.json").exists():
         raise SystemExit(f"{args.init} is not a checkpoint or run directory with final/: train one first "
-                         "(notebook 03, or `python -m sgglib.sft --run-dir sft-ref --max-steps 1000`)")
+                         "(notebook 03, or `python -m sgglib.train.sft --run-dir sft-ref --max-steps 1000`)")
     result = {"init": args.init, "images": args.images, "group_size": args.group_size,
               "weights": WEIGHTS, "by_decoding": headroom(init, args.images, args.group_size, args.temperatures),
               "image_pairing": image_pairing(init)}

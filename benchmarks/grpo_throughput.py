@@ -1,5 +1,5 @@
 """GRPO throughput of the real path: Qwen2-VL-2B's dimensions, randomly initialised from a config (no hub), real-size
-images, G = 8, fixed-length completions, through the same TRL trainer and rewards as ``sgglib.grpo``.
+images, G = 8, fixed-length completions, through the same TRL trainer and rewards as ``sgglib.train.grpo``.
 
     python benchmarks/grpo_throughput.py                 # GPU: 2B dims, 640×480 images, 512-token completions
     python benchmarks/grpo_throughput.py --tiny          # CPU: the tiny dims, same code path, seconds
@@ -11,7 +11,7 @@ forward-backward (the rest of the step: log-probs, loss, backward, TRL's bookkee
 = 6 · (LLM params × LLM tokens + vision params × patches) / forward-backward time / peak FLOP/s (bf16 dense peak of a
 known GPU; on CPU a measured fp32 matmul rate, so CPU MFU is only indicative). Completions are forced to exactly
 ``--completion-tokens`` tokens with ``min_new_tokens`` (EOS suppressed until then). The first ``--warmup`` steps are
-excluded. Anchors (issue 5): the reference ≈ 0.65 completions/s/GPU on A100 (2B); EasyR1 1,600–2,000 tokens/s/GPU at
+excluded. Anchors: the reference ≈ 0.65 completions/s/GPU on A100 (2B); EasyR1 1,600–2,000 tokens/s/GPU at
 16–23% MFU (7B, H100).
 """
 
@@ -34,8 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from transformers import AutoConfig, Qwen2VLForConditionalGeneration, TrainerCallback  # noqa: E402
 
 from sgglib import prompts  # noqa: E402
-from sgglib.grpo import GRPORunConfig, build_rewards, trl_args  # noqa: E402
-from sgglib.models import load_processor, resolve_model  # noqa: E402
+from sgglib.embedded.model import ensure_tiny_init  # noqa: E402
+from sgglib.models import load_processor  # noqa: E402
+from sgglib.train.grpo import GRPORunConfig, build_rewards, trl_args  # noqa: E402
 from sgglib.runs import reports_dir, write_json  # noqa: E402
 
 # Qwen2-VL-2B-Instruct's config.json (text + vision tower); vocab as the real tokenizer's embedding table.
@@ -50,7 +51,7 @@ PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A1
 
 def build_model(dims: dict, dtype: torch.dtype):
     """A randomly initialised Qwen2-VL with ``dims``; special-token ids from the embedded tokenizer's config."""
-    config = AutoConfig.from_pretrained(resolve_model("tiny-init"))
+    config = AutoConfig.from_pretrained(ensure_tiny_init())
     text, vision = config.text_config, config.vision_config
     for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads"):
         setattr(text, key, dims[key])
@@ -154,7 +155,7 @@ def main(argv=None) -> dict:
     model = build_model(TINY if tiny else QWEN2_VL_2B, dtype)
     n_vis = sum(p.numel() for p in model.model.visual.parameters())
     n_llm = sum(p.numel() for p in model.parameters()) - n_vis
-    processor = load_processor(resolve_model("tiny-init"), max_pixels=512 * 28 * 28)  # the paper's GRPO max_pixels
+    processor = load_processor(ensure_tiny_init(), max_pixels=512 * 28 * 28)  # the paper's GRPO max_pixels
     timings: dict[str, float] = {}
     model.generate = Timed(model.generate, timings, "generate")
     cfg = GRPORunConfig(group_size=args.group_size, prompts_per_step=prompts_per_step, grad_accum=args.grad_accum,

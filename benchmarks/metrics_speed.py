@@ -1,4 +1,4 @@
-"""Speed of the evaluator (issue 2 §5): 5,000 images of VG150-like size, all metric keys, target ≤ 15 s on 2 cores.
+"""Speed of the evaluator: 5,000 images of VG150-like size, all metric keys, target ≤ 15 s on 2 cores.
 
 Synthetic but shaped like VG150 val: ~12 GT objects and ~6 GT relations per image over 150 object names and 50
 predicates; predictions are Qwen2-VL completion strings (0-1000 grid) with ~20 objects (jittered GT boxes, some
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from sgglib.graph import SceneGraph
-from sgglib.metrics import box_ap, evaluate
+from sgglib.metrics import box_ap, compute_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 OBJECTS = [f"object {i}" for i in range(150)]  # 150 names, as VG150; the names themselves do not matter here
@@ -119,7 +119,7 @@ def main() -> None:
 
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
-    m = evaluate(preds, gts, pred_box_scale="qwen2vl", train_triplets=train, timings=stages)
+    m = compute_metrics(preds, gts, pred_box_scale="qwen2vl", train_triplets=train, timings=stages)
     total = time.perf_counter() - t0
 
     # the trimmed AP equals the full COCO evaluation (checked on a sample, the full run is slow)

@@ -1,4 +1,4 @@
-"""Speed of the GRPO rewards (issue 2 §5): 512 completions (64 prompts × 8) of 20-object, 15-relation graphs.
+"""Speed of the GRPO rewards: 512 completions (64 prompts × 8) of 20-object, 15-relation graphs.
 
 Target: the default reward suite ≤ 0.3 ms per completion on 2 cores. Completions are what a policy writes: perturbed
 copies of the GT on the Qwen2-VL 1000 grid (jittered, renamed, dropped and extra objects, wrong predicates), in TRL's
@@ -28,7 +28,7 @@ import sgglib.rewards as R
 ROOT = Path(__file__).resolve().parents[1]
 OBJECTS = [f"object {i}" for i in range(150)]
 PREDICATES = [f"predicate {i}" for i in range(50)]
-# the reference's reward functions with spaCy replaced by exact match (../shared/FACTS.md), ms per completion
+# the reference's reward functions with spaCy replaced by exact match (measured by hand in an early experiment, not rerunnable from here), ms per completion
 REFERENCE_MS = {"format_reward": 0.04, "edge_hard_reward": 0.07, "edge_relax_reward": 0.22, "node_acc_reward": 0.64,
                 "node_box_reward": 0.65, "edge_soft_reward": 0.64}
 TARGET_MS = 0.3
@@ -115,7 +115,7 @@ def main() -> None:
     parse_only = timed(lambda: R.format_reward(completions), args.repeats, n)
     presets = {}
     for name in R.PRESETS:
-        fns = R.reward_preset(name)
+        fns = R.make_rewards(R.PRESETS[name])
         presets[name] = timed(lambda fns=fns: [f(completions, **kwargs) for f in fns], args.repeats, n)
     failures = sum(v == 0.0 for v in R.format_reward(completions))
     default = presets[R.DEFAULT_PRESET]

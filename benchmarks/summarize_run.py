@@ -1,7 +1,7 @@
 """Write the small committed summary of an SFT or GRPO run directory (``reports/reference/*_summary.json``).
 
     python benchmarks/summarize_run.py reports/sft-ref --out reports/reference/sft_summary.json \
-        --command "python -m sgglib.sft --run-dir sft-ref ..." [--copy-curves reports/reference/sft_curves.png]
+        --command "python -m sgglib.train.sft --run-dir sft-ref ..." [--copy-curves reports/reference/sft_curves.png]
 
 Reads only the run directory (``config.json``, ``metrics.csv``, ``metrics.json``): the validation curve, the final
 greedy metrics, for GRPO the initial ones, the deltas and the first/last 30 training rows' reward columns. A

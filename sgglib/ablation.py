@@ -1,4 +1,4 @@
-"""GRPO ablations (issue 5; PAPER.md §3, §6): notebook 04 under papermill once per setting, each into its own run
+"""GRPO ablations (group size, reward set; the paper's ablations): notebook 04 under papermill once per setting, each into its own run
 directory that notebook 05 (``sgglib.analysis``) compares by the config fields ``group_size`` / ``rewards``.
 
     python -m sgglib.ablation                                   # G 4/8/16 (hard) and hard/relax/soft (G 8): 5 runs
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .pipeline import parse_overrides
 from .runs import make_run_dir, repo_path, write_json
 
 NOTEBOOK = "04_grpo.ipynb"
@@ -68,8 +69,6 @@ def run_ablation(out: str | Path = "ablation", overrides: Mapping[str, Any] | No
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from .pipeline import parse_overrides
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="ablation", help="folder under reports/ (or absolute) for the runs")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",

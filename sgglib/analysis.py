@@ -1,4 +1,4 @@
-"""Analysis of finished runs: reads run directories only (STYLE.md §3), never loads a model.
+"""Analysis of finished runs: reads run directories only, never loads a model.
 
 A run directory (:mod:`sgglib.runs`) holds ``config.json``, ``metrics.json`` (the final greedy validation),
 ``metrics.csv`` (namespaced rows: ``train/…`` every logging step, ``eval/…`` every validation) and
@@ -16,7 +16,6 @@ could not, and every plot says what it lacks instead of raising.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import dataclass, field
@@ -25,13 +24,18 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .runs import read_json, reports_dir
-from .viz import new_figure
+from . import data, viz
+from .boxes import iou_matrix
+from .graph import SceneGraph
+from .matching import triplet_scores
+from .parse import parse_completion
+from .runs import read_json, read_metrics_csv, read_predictions, reports_dir
+from .viz import new_figure, prediction_in_pixels
 
-# The paper's Table 1 columns (PAPER.md §6) plus F@100 (§4): metric key → column name; values in %.
+# The paper's Table 1 columns plus F@100: metric key → column name; values in %.
 TABLE_COLUMNS = (("failure_rate", "FR"), ("ap50", "AP@50"), ("recall", "Recall"), ("mean_recall", "mRecall"),
                  ("F@100", "F@100"))
-# Config fields that distinguish the GRPO ablations (issue 5: group size, reward variant; β as in PAPER.md §3).
+# Config fields that distinguish the GRPO ablations (group size, reward variant, the KL coefficient β).
 ABLATION_PARAMS = ("group_size", "rewards", "beta")
 
 
@@ -50,9 +54,7 @@ class Run:
 
     def records(self) -> list[dict[str, Any]]:
         """The ``predictions.jsonl`` records (empty if the run saved none)."""
-        if self.predictions_file is None:
-            return []
-        return [json.loads(x) for x in self.predictions_file.read_text().splitlines() if x.strip()]
+        return read_predictions(self.predictions_file) if self.predictions_file is not None else []
 
     def series(self, key: str) -> tuple[list[float], list[float]]:
         """``(steps, values)`` of one ``metrics.csv`` column."""
@@ -69,20 +71,6 @@ def resolve_run_dir(path: str | Path) -> Path:
     return path if path.is_absolute() else reports_dir() / path  # relative run dirs live under reports/
 
 
-def _read_csv(path: Path) -> list[dict[str, float]]:
-    rows = []
-    with open(path, newline="") as fh:
-        for raw in csv.DictReader(fh):
-            row = {}
-            for k, v in raw.items():
-                try:
-                    row[k] = float(v)
-                except (TypeError, ValueError):  # empty cell (another row's column) or text
-                    continue
-            rows.append(row)
-    return rows
-
-
 def load_run(path: str | Path, label: str | None = None, prompt: str = "closed") -> Run:
     """Read one run directory; ``FileNotFoundError`` (with the reason) if it holds no final metrics."""
     path = resolve_run_dir(path)
@@ -97,7 +85,7 @@ def load_run(path: str | Path, label: str | None = None, prompt: str = "closed")
         metrics, preds = read_json(path / "metrics.json"), path / "predictions.jsonl"
     else:
         raise FileNotFoundError(f"{path} has no metrics.json (did the run finish?)")
-    curves = _read_csv(path / "metrics.csv") if (path / "metrics.csv").exists() else []
+    curves = read_metrics_csv(path / "metrics.csv") if (path / "metrics.csv").exists() else []
     return Run(label or path.name, path, config, metrics, curves, preds if preds.exists() else None)
 
 
@@ -126,7 +114,7 @@ def find_runs(pattern: str) -> dict[str, Path]:
 
 def run_spec(zero_shot: str = "", sft: str = "", grpo_zero: str = "", grpo: str = "",
              ablations: str = "") -> dict[str, str]:
-    """The paper's rows in its order (PAPER.md §6), then ``ablation <name>`` for each directory matching the glob
+    """The paper's rows in its order, then ``ablation <name>`` for each directory matching the glob
     ``ablations`` that is not one of the main runs. Values are paths ("" = not given)."""
     spec = {"zero-shot base": zero_shot, "SFT": sft, "R1-SGG-Zero": grpo_zero, "R1-SGG": grpo}
     main = {resolve_run_dir(p) for p in spec.values() if p}
@@ -139,6 +127,33 @@ def results_table(runs: Mapping[str, Run]) -> list[dict[str, Any]]:
     """One row per run with the Table 1 columns (NaN where a run lacks a metric)."""
     return [{"run": label, **{col: float(run.metrics.get(key, math.nan)) for key, col in TABLE_COLUMNS},
              "images": run.metrics.get("num_images")} for label, run in runs.items()]
+
+
+SUMMARY_KEYS = (("failure_rate", "FR"), ("ap50", "AP@50"), ("recall", "Recall"), ("mean_recall", "mRecall"))
+
+
+def summary_table(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """One plain-text line per named result (``{"open": metrics, …}``): FR / AP@50 / R / mR (%), the paper's
+    table layout."""
+    width = max([len(k) for k in results] + [5])
+    lines = [f"{'':<{width}}" + "".join(f"{label:>9}" for _, label in SUMMARY_KEYS)]
+    for name, m in results.items():
+        lines.append(f"{name:<{width}}" + "".join(f"{m.get(k, float('nan')):>9.2f}" for k, _ in SUMMARY_KEYS))
+    return "\n".join(lines)
+
+
+def failure_examples(records: Sequence[Mapping[str, Any]], n: int = 5, chars: int = 160) -> list[dict[str, str]]:
+    """The first ``n`` completions that do not parse, with the parser's named reason and detail."""
+    out = []
+    for r in records:
+        result = parse_completion(r["completion"])
+        if result.failure is not None:
+            text = r["completion"]
+            out.append({"image_id": r["image_id"], "failure": result.failure.value, "detail": result.detail,
+                        "completion": text[:chars] + ("…" if len(text) > chars else "")})
+            if len(out) == n:
+                break
+    return out
 
 
 def format_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -168,31 +183,11 @@ def curve_keys(runs: Mapping[str, Run]) -> dict[str, list[str]]:
 
 
 def plot_curves(runs: Mapping[str, Run], figsize_per_panel: tuple[float, float] = (4.2, 3.2)):
-    """Training curves across runs: one panel per metric, one line per run (from ``metrics.csv`` only)."""
+    """Training curves across runs (:func:`sgglib.viz.plot_curves`): one panel per :func:`curve_keys` column, one
+    line per run, from ``metrics.csv`` only."""
     panels = [k for keys in curve_keys(runs).values() for k in keys]
-    fig = new_figure((figsize_per_panel[0] * min(3, max(1, len(panels))),
-                   figsize_per_panel[1] * max(1, -(-len(panels) // 3))))
-    if not panels:
-        ax = fig.add_subplot()
-        ax.set_axis_off()
-        ax.text(0.5, 0.5, "no metrics.csv curves in these runs", ha="center", va="center")
-        return fig
-    axes = fig.subplots(-(-len(panels) // 3), min(3, len(panels)), squeeze=False).ravel()
-    colors = _run_colors(runs)
-    for ax, key in zip(axes, panels):
-        for label, run in runs.items():
-            xs, ys = run.series(key)
-            if xs:
-                ax.plot(xs, ys, marker="o" if len(xs) < 15 else None, markersize=3, label=label, color=colors[label])
-        ax.set_title(key, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=7)
-    handles = {h.get_label(): h for ax in axes for h in ax.lines}  # every run once, whichever panel has it
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(6, len(handles)),
-               fontsize=8)
-    for ax in axes[len(panels):]:
-        ax.set_axis_off()
-    return fig
+    return viz.plot_curves({label: run.curves for label, run in runs.items()}, panels, smooth=1,
+                           panel_size=figsize_per_panel)
 
 
 def _run_colors(runs: Mapping[str, Run]) -> dict[str, Any]:
@@ -206,7 +201,7 @@ def _run_colors(runs: Mapping[str, Run]) -> dict[str, Any]:
 # -- long tail ---------------------------------------------------------------------------------------------------------
 def plot_long_tail(runs: Mapping[str, Run], figsize: tuple[float, float] = (10, 3.6)):
     """Per-predicate recall (pooled, %) with predicates sorted by their GT frequency, one bar group per run: how far
-    down the tail each model reaches (the gap between Recall and mRecall, PAPER.md §6)."""
+    down the tail each model reaches (the gap between Recall and mRecall)."""
     fig = new_figure(figsize)
     ax = fig.add_subplot()
     counts: dict[str, int] = {}
@@ -277,9 +272,6 @@ def _num(v: Any) -> float:
 def per_image_recall(run: Run, rows) -> list[tuple[str, float]]:
     """``(image id, recall %)`` for each image of ``rows`` (loaders' schema) with GT relations and a prediction
     record, by the Hard Recall rule (:func:`sgglib.matching.triplet_scores`, as the metric); failures score 0."""
-    from .matching import triplet_scores
-    from .viz import prediction_in_pixels
-
     records = {str(r["image_id"]): r for r in run.records() if r.get("sample", 0) == 0}
     out = []
     for row in rows:
@@ -305,10 +297,6 @@ def miss_reasons(run: Run, rows, iou_threshold: float = 0.5) -> dict[str, dict[s
     The categories tell what a training stage could still fix: a model that finds the objects but not their
     relations needs a different lesson from one that misses the objects.
     """
-    from .boxes import iou_matrix
-    from .matching import triplet_scores
-    from .viz import prediction_in_pixels
-
     records = {str(r["image_id"]): r for r in run.records() if r.get("sample", 0) == 0}
     out: dict[str, dict[str, int]] = {}
     for row in rows:
@@ -354,9 +342,7 @@ def miss_reason_table(reasons: Mapping[str, Mapping[str, int]]) -> str:
     return "\n".join(lines)
 
 
-def _gt(row):
-    from .graph import SceneGraph
-
+def _gt(row) -> SceneGraph:
     return SceneGraph.from_dict(row)
 
 
@@ -371,8 +357,6 @@ def best_worst(run: Run, rows, n: int = 2) -> tuple[list[str], list[str]]:
 
 def gt_rows(run: Run, dataset: str = "", split: str = "", limit: int = 0):
     """The GT rows a run was validated on (its config's dataset and split unless given), as a list."""
-    from . import data
-
     ds = data.load_sgg(dataset or run.config.get("dataset", "synthetic"), split=split or run.split)
     ids = {str(r["image_id"]) for r in run.records()}
     keep = [i for i, image_id in enumerate(ds["image_id"]) if str(image_id) in ids] if ids else range(len(ds))

@@ -1,6 +1,6 @@
 """Box geometry on ``(x1, y1, x2, y2)`` boxes: IoU, GIoU, L1, vectorised over all pairs (and row-wise IoU).
 
-Semantics follow the reference's ``compute_iou`` / ``compute_giou`` / ``box_L1`` (PAPER.md §2), with one
+Semantics follow the reference's ``compute_iou`` / ``compute_giou`` / ``box_L1``, with one
 deliberate difference: a box whose corners are swapped (``x2 < x1``) has zero width here, where the reference
 would multiply two negative sides into a positive "area". Such a box overlaps nothing.
 

@@ -1,4 +1,4 @@
-"""Command line for :func:`sgglib.metrics.evaluate`: score a predictions file against a ground-truth file.
+"""Command line for :func:`sgglib.metrics.compute_metrics`: score a predictions file against a ground-truth file.
 
     python -m sgglib.evaluate --pred preds.jsonl --gt gt.jsonl            # prints a table
     python -m sgglib.evaluate --pred preds.jsonl --gt gt.jsonl --json     # prints the metrics dict as JSON
@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .graph import category_of, normalize_name
-from .metrics import BOX_FORMATS, evaluate, format_table, ground_truth_graph
+from .metrics import BOX_FORMATS, compute_metrics, format_table, ground_truth_graph
+from .runs import iter_jsonl
 
 FRAME_LABELS = {"qwen2vl": "Qwen2-VL 0-1000 grid", "pixels": "original-image pixels", "normalized": "[0, 1]"}
 
@@ -53,19 +54,16 @@ class InputError(ValueError):
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` for each non-blank line; ``InputError`` for a line that is not a JSON object."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        for n, row in iter_jsonl(path):
+            if not isinstance(row, dict) or "image_id" not in row:
+                raise InputError(f"{path}:{n}: each line must be a JSON object with an 'image_id'")
+            yield n, row
     except OSError as err:
         raise InputError(f"{path}: cannot read ({err.strerror})") from err
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(f"{path}:{n}: not valid JSON ({err.msg}, column {err.colno})") from err
-        if not isinstance(row, dict) or "image_id" not in row:
-            raise InputError(f"{path}:{n}: each line must be a JSON object with an 'image_id'")
-        yield n, row
+    except InputError:
+        raise
+    except ValueError as err:  # iter_jsonl's "file:line: not valid JSON"
+        raise InputError(str(err)) from err
 
 
 def _unique(path: Any, rows: Iterator[tuple[int, dict]]) -> Iterator[tuple[int, Any, dict]]:
@@ -161,9 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         preds, scales = load_predictions(args.pred)
         train = load_train_triplets(args.train_triplets) if args.train_triplets else None
         vocab = json.loads(Path(args.vocabulary).read_text(encoding="utf-8")) if args.vocabulary else None
-        metrics = evaluate(preds, gts, pred_box_scale=scales or args.box_format, train_triplets=train,
+        metrics = compute_metrics(preds, gts, pred_box_scale=scales or args.box_format, train_triplets=train,
                            vocabulary=vocab, map_threshold=args.map_threshold)
-    except (ValueError, OSError) as err:  # InputError is a ValueError; evaluate's own checks raise ValueError
+    except (ValueError, OSError) as err:  # InputError is a ValueError; compute_metrics' own checks raise ValueError
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.json:

@@ -1,7 +1,7 @@
 """The scene-graph type every part of sgglib shares: parser, rewards, metrics, data loaders, viewer.
 
 A scene graph is a list of objects (an id ``"category.N"`` and an ``[x1, y1, x2, y2]`` box) and a list of
-directed relations ``subject --predicate--> object`` between object ids (PAPER.md §1).
+directed relations ``subject --predicate--> object`` between object ids (``docs/method.md#task-and-output``).
 
 Boxes carry no unit of their own: a graph read from a Qwen2-VL completion is on the 0-1000 grid, a ground-truth
 graph from a loader is in original-image pixels, a reward's solution is in [0, 1]. ``SceneGraph.scaled`` moves a
@@ -28,7 +28,7 @@ _NUMBER_SUFFIX = re.compile(r"\.\d+$")
 
 @lru_cache(maxsize=1 << 16)  # names repeat across objects, relations and samples; a cache hit is ~5× cheaper
 def normalize_name(name: str) -> str:
-    """Lowercase, ``_`` and ``-`` to spaces, strip: the reference's ``refine_node_edge`` (PAPER.md §2).
+    """Lowercase, ``_`` and ``-`` to spaces, strip: the reference's ``refine_node_edge``.
 
     Unlike the reference's answer extraction we never delete substrings: ``"jsonl.1"`` stays ``"jsonl.1"``.
 
@@ -117,7 +117,7 @@ class SceneGraph:
         return cls(tuple(objects), tuple(relations))
 
     def to_dict(self) -> dict[str, list[dict[str, Any]]]:
-        """The JSON schema of PAPER.md §1 (``relationships`` key, boxes as lists)."""
+        """The JSON schema of the task (``relationships`` key, boxes as lists)."""
         return {
             "objects": [{"id": o.id, "bbox": list(o.bbox)} for o in self.objects],
             "relationships": [

@@ -1,6 +1,6 @@
 """Matching a predicted scene graph to the ground truth — shared by the rewards and the metrics.
 
-Two kinds of matching, both from the reference (PAPER.md §2, §4):
+Two kinds of matching, both from the reference (``docs/method.md#rewards``, ``docs/method.md#metrics``):
 
 * :func:`triplet_scores` — for each GT relation, the best predicted relation whose subject and object boxes both
   reach IoU ≥ threshold with the GT's, scored ``sim(subject category) · sim(object category) · sim(predicate)``.

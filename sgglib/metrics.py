@@ -1,12 +1,12 @@
 """Scene-graph evaluation: failure rate, AP@50, four Recall variants, R@K / mR@K / zR@K, F@100; and a table.
 
-Semantics follow the reference evaluator (PAPER.md §4; ``src/vg150_eval.py`` of gpt4vision/R1-SGG).
+Semantics follow the reference evaluator (``src/vg150_eval.py`` of gpt4vision/R1-SGG; ``docs/method.md#metrics``).
 
 **Units.** Every rate, recall and AP is a percentage in [0, 100], as in the paper's tables; counts are ints. A value
 with nothing to average (no GT relation at all, no zero-shot triplet) is NaN, never a made-up 0.
 
 **Box frames.** All comparisons happen with boxes normalised to [0, 1] by the *original* image size (the rewards'
-frame, PAPER.md §1); IoU is invariant to per-axis scaling, so the numbers equal those computed in pixels.
+frame, ``docs/method.md#box-conventions``); IoU is invariant to per-axis scaling, so the numbers equal those computed in pixels.
 Ground truth states its frame: a mapping with ``width``/``height`` (the loaders' row schema) holds original-image
 pixels; a :class:`SceneGraph` or a mapping without a size must be normalised already (a coordinate > 1 raises).
 Predictions need ``pred_box_scale`` (no default: frames are where the reference had its bugs); boxes are divided
@@ -28,11 +28,8 @@ per-image recall of GT triplets ``(subject category, predicate, object category)
 ``vocabulary=`` adds ``mapped/…`` keys: names mapped to their nearest vocabulary entry by ``similarity`` (MiniLM
 by default) if it reaches ``map_threshold``, else dropped; the exact keys are never replaced.
 
-**Deliberate differences** from the reference, all small: no ``int()`` truncation of rescaled boxes (its
-``scale_box``); GT annotation ids start at 1 (it started at 0, and pycocotools takes a match to id 0 for no
-match); boxes of any area are scored (pycocotools' default area range ignores a box with one swapped corner pair,
-"area" < 0); the parser drops repeated ids and relations to unknown ids; the mapping is by embeddings, without the
-reference's hand synonym list, WordNet and passive-to-active predicate swap.
+**Deliberate differences** from the reference evaluator, all small, are listed in
+``docs/method.md#deviations-from-the-reference-code``.
 """
 
 from __future__ import annotations
@@ -328,7 +325,7 @@ def _sort_key(image_id: Hashable) -> tuple:
         else (1, 0, str(image_id))
 
 
-def evaluate(
+def compute_metrics(
     predictions: Mapping[Hashable, Any],
     ground_truths: Mapping[Hashable, Any],
     *,
@@ -355,7 +352,7 @@ def evaluate(
     >>> pred = {1: '{"objects": [{"id": "man.1", "bbox": [0, 0, 500, 1000]}, {"id": "horse.1", '
     ...            '"bbox": [500, 0, 1000, 1000]}], "relationships": [{"subject": "man.1", '
     ...            '"predicate": "riding", "object": "horse.1"}]}'}
-    >>> m = evaluate(pred, gt, pred_box_scale="qwen2vl")
+    >>> m = compute_metrics(pred, gt, pred_box_scale="qwen2vl")
     >>> m["recall"], m["ap50"], m["failure_rate"]
     (100.0, 100.0, 0.0)
     """
@@ -440,7 +437,7 @@ _ROWS = [("failure_rate", "Failure rate"), ("ap50", "AP@50"), ("ap50_ranked", "A
 
 
 def format_table(metrics: Mapping[str, Any], per_predicate: int = 10) -> str:
-    """A plain-text table of :func:`evaluate`'s result (percentages), with the ``mapped/`` column if present."""
+    """A plain-text table of :func:`compute_metrics`'s result (percentages), with the ``mapped/`` column if present."""
     mapped = any(k.startswith("mapped/") for k in metrics)
     lines = [f"{metrics['num_images']} images, {metrics['num_gt_objects']} GT objects, "
              f"{metrics['num_gt_relations']} GT relations   (all values in %)",

@@ -1,36 +1,33 @@
-"""Models: load Qwen2-VL / Qwen2.5-VL (hub, local, or the embedded tiny default) and run batched inference.
+"""Models: load Qwen2-VL / Qwen2.5-VL (hub, local, or the embedded default), decode batches, score the decodes.
 
-One code path for every model (issue 4): a hub checkpoint such as ``Qwen/Qwen2-VL-2B-Instruct`` and the embedded
-default are both directories that :func:`load_model_and_processor` reads with ``from_pretrained``. The embedded
-default is a genuine ``Qwen2VLForConditionalGeneration`` built from a small config by
-:func:`sgglib.tiny.build_tiny_model`:
+One code path for every model: a hub checkpoint such as ``Qwen/Qwen2-VL-2B-Instruct`` and the embedded default are
+both directories that :func:`load_model_and_processor` reads with ``from_pretrained``. The embedded default
+(:mod:`sgglib.embedded`) is a genuine ``Qwen2VLForConditionalGeneration`` with a task-trained tokenizer and the
+stock PIL image processor (``docs/method.md#the-embedded-default``).
 
-* a byte-level BPE trained on the task's text (:mod:`sgglib.tokenizer`), with Qwen's special tokens, the integers
-  0..1000 as single tokens and the stock Qwen2-VL chat template;
-* the stock PIL image processor with ``image_mean`` = the synthetic world's background colour and ``image_std`` =
-  0.25. FACTS.md: with CLIP's mean/std the component shared by every visual token (the background) grew ~180× the
-  per-token content in the bias-free patch embedding, and every image gave the same output (AP@50 0.1 vs 63);
-* a processor subclass that needs no torchvision (FACTS.md: ``Qwen2VLProcessor`` cannot be constructed without it,
-  and ``AutoProcessor`` silently returns a bare tokenizer — so we never call ``AutoProcessor`` on CPU and we assert
-  the type we get).
+Processors are built explicitly, never through ``AutoProcessor``: without a working torchvision, transformers
+cannot construct the stock ``Qwen2VLProcessor`` (its video processor needs torchvision) and ``AutoProcessor``
+silently returns a bare tokenizer, whose ``images=`` argument is then ignored. :class:`SGGQwen2VLProcessor` is the
+stock class minus the video processor; :func:`load_processor` asserts the type it returns.
 
-Names: ``"tiny-init"`` (random weights) and ``"tiny-base"`` (pre-trained on auxiliary tasks by
-:func:`sgglib.tiny.pretrain_base`; it plays Qwen2-VL-Instruct's role) resolve to ``data/models/<name>``; anything
-else is a local directory or a hub id (the real path; nothing here downloads unless you pass a hub id).
+Names: ``"tiny-init"`` (random weights, built by ``python -m sgglib.embedded.model``) and ``"tiny-base"`` (the
+committed stand-in for Qwen2-VL-Instruct, ``python -m sgglib.embedded.pretrain``) resolve to
+``data/models/<name>``; anything else is a local directory or a hub id (nothing here downloads unless you pass a
+hub id).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from transformers import Qwen2_5_VLProcessor, Qwen2VLProcessor
 
-from .prompts import SFT_SYSTEM_PROMPT, prompt_messages
-from .runs import data_dir, write_json
+from . import prompts
+from .metrics import compute_metrics
+from .runs import data_dir
 
 EMBEDDED = ("tiny-init", "tiny-base")
 DEFAULT_MODEL = "tiny-base"
@@ -57,7 +54,7 @@ class SGGQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
 
 
 def has_torchvision() -> bool:
-    """True if torchvision imports *and works* (the CUDA-linked wheels on CPU boxes import-fail; FACTS.md)."""
+    """True if torchvision imports *and works* (a CUDA-linked wheel on a CPU-only machine fails to import)."""
     if importlib.util.find_spec("torchvision") is None:
         return False
     try:
@@ -76,7 +73,8 @@ def _model_type(path: str | Path) -> str:
 def load_processor(name_or_path: str | Path, min_pixels: int | None = None, max_pixels: int | None = None):
     """The processor for a Qwen2-VL / Qwen2.5-VL checkpoint; raises ``TypeError`` if we got a bare tokenizer.
 
-    ``min_pixels``/``max_pixels`` bound the resized image (PAPER.md §3: 512·28·28 for GRPO, 1024·28·28 for eval).
+    ``min_pixels``/``max_pixels`` bound the resized image (the paper: 512·28·28 for GRPO, 1024·28·28 for
+    evaluation; ``docs/method.md#box-conventions``).
     """
     kwargs = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
     path = resolve_model(name_or_path)
@@ -99,20 +97,13 @@ def load_processor(name_or_path: str | Path, min_pixels: int | None = None, max_
 
 
 def resolve_model(name_or_path: str | Path | None) -> str:
-    """Map ``None``/embedded names to ``data/models/<name>`` (built on first use for ``tiny-init``)."""
+    """Map ``None``/embedded names to ``data/models/<name>``; other names pass through (directories, hub ids)."""
     name = str(name_or_path or DEFAULT_MODEL)
     if name in EMBEDDED:
         path = data_dir("models", name)
         if not (path / "config.json").exists():
-            if name == "tiny-init":
-                from .tiny import build_tiny_model
-
-                build_tiny_model(path)
-            else:
-                raise FileNotFoundError(
-                    f"{path} does not exist; build it with `python -m sgglib.sft --pretrain-base` "
-                    "(sgglib.tiny.pretrain_base)"
-                )
+            module = "model" if name == "tiny-init" else "pretrain"
+            raise FileNotFoundError(f"{path} does not exist; build it with `python -m sgglib.embedded.{module}`")
         return str(path)
     return name
 
@@ -154,43 +145,28 @@ def apply_lora(model, lora: Any):
     return get_peft_model(model, config)
 
 
-def save_final(trainer, processor, final: str | Path) -> Path:
-    """Save a trainer's model and processor to ``final/`` as a plain checkpoint that :func:`load_model_and_processor`
-    (notebooks 04 and 05, ``init=<run>``) reads. A LoRA run's adapters go to ``final/adapter/`` and a copy of the
-    model with them merged into the weights goes to ``final/`` itself (``trainer.save_model`` alone would leave only
-    the adapters, which no loader here reads). Under ZeRO-3 / FSDP the weights are sharded, so only the adapters are
-    saved (to ``final/adapter/``); merge them afterwards with ``peft``'s ``merge_and_unload``."""
-    import copy
-
-    from peft import PeftModel
-
-    final = Path(final)
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    if isinstance(model, PeftModel):
-        trainer.save_model(str(final / "adapter"))
-        plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
-        if getattr(trainer, "is_fsdp_enabled", False) or getattr(plugin, "zero_stage", 0) == 3:
-            print(f"sharded LoRA run: adapters saved to {final / 'adapter'}; final/ has no merged model")
-        elif trainer.is_world_process_zero():
-            copy.deepcopy(model).merge_and_unload().save_pretrained(final)
-    else:
-        trainer.save_model(str(final))
-    if trainer.is_world_process_zero():
-        processor.save_pretrained(final)
-        processor.tokenizer.save_pretrained(final)
-    return final
-
-
 # -- inference -------------------------------------------------------------------------------------------------------
-def box_scale(processor, image_grid_thw) -> tuple[float, float]:
-    """The frame a model writes boxes in (PAPER.md §1): the 0–1000 grid for Qwen2-VL, resized-input pixels
-    (grid·patch) for Qwen2.5-VL."""
-    from . import prompts
+def box_convention(processor) -> str:
+    """``"qwen2.5vl"`` (boxes in resized-input pixels) for a Qwen2.5-VL processor, else ``"qwen2vl"`` (0–1000)."""
+    return "qwen2.5vl" if isinstance(processor, Qwen2_5_VLProcessor) else "qwen2vl"
 
-    if isinstance(processor, Qwen2_5_VLProcessor):
+
+def pixel_bounds(processor) -> tuple[int, int]:
+    """``(min_pixels, max_pixels)`` the processor resizes images into (what Qwen2.5-VL's box frame depends on)."""
+    ip = processor.image_processor
+    min_px = ip.min_pixels if getattr(ip, "min_pixels", None) else ip.size["shortest_edge"]
+    max_px = ip.max_pixels if getattr(ip, "max_pixels", None) else ip.size["longest_edge"]
+    return int(min_px), int(max_px)
+
+
+def box_scale(processor, image_grid_thw) -> tuple[float, float]:
+    """The frame a model writes boxes in (``docs/method.md#box-conventions``): the 0–1000 grid for Qwen2-VL,
+    resized-input pixels (grid·patch) for Qwen2.5-VL."""
+    convention = box_convention(processor)
+    resized = None
+    if convention == "qwen2.5vl":
         resized = prompts.resized_from_grid(image_grid_thw, processor.image_processor.patch_size)
-        return prompts.box_scale("qwen2.5vl", resized)
-    return prompts.box_scale("qwen2vl")
+    return prompts.box_scale(convention, resized)
 
 
 def predict(
@@ -199,7 +175,7 @@ def predict(
     dataset: Iterable[dict],
     prompt: str | Callable[[dict], str],
     out_path: str | Path | None = None,
-    system: str | None = SFT_SYSTEM_PROMPT,
+    system: str | None = prompts.SFT_SYSTEM_PROMPT,
     batch_size: int = 16,
     max_new_tokens: int = 256,
     do_sample: bool = False,
@@ -213,8 +189,8 @@ def predict(
     """Generate one completion per image (or ``num_return_sequences`` samples) and write ``predictions.jsonl``.
 
     Rows need ``image`` (PIL) and ``image_id``. ``prompt`` is a string or a function of the row (e.g. the closed
-    prompt with that dataset's vocabulary); ``system`` the system turn (None: the template's default). Greedy by default (evaluation); ``do_sample`` with ``temperature``,
-    ``top_p``, ``top_k`` for analysis. Each output line: ``image_id``, ``completion`` (raw text, special tokens
+    prompt with that dataset's vocabulary); ``system`` the system turn (None: the template's default). Greedy by
+    default (evaluation); ``do_sample`` with ``temperature``, ``top_p``, ``top_k`` for analysis. Each output line: ``image_id``, ``completion`` (raw text, special tokens
     removed), ``box_scale`` (the frame of its boxes), ``sample`` (index among the samples of that image).
     """
     import torch
@@ -240,7 +216,7 @@ def predict(
             batch = rows[start:start + batch_size]
             texts = [
                 processor.apply_chat_template(
-                    prompt_messages(prompt(r) if callable(prompt) else prompt, system),
+                    prompts.prompt_messages(prompt(r) if callable(prompt) else prompt, system),
                     tokenize=False, add_generation_prompt=True,
                 )
                 for r in batch
@@ -269,134 +245,17 @@ def predict(
     return out
 
 
-def read_predictions(path: str | Path) -> list[dict]:
-    """The records :func:`predict` wrote."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
 # -- evaluation ------------------------------------------------------------------------------------------------------
-def evaluate_model(model, processor, rows: Sequence[dict], vocabulary=None, system: str | None = SFT_SYSTEM_PROMPT,
-                   out_path: str | Path | None = None, batch_size: int = 32, max_new_tokens: int = 400,
-                   progress: bool = False) -> dict[str, Any]:
+def decode_and_score(model, processor, rows: Sequence[dict], vocabulary=None,
+                     system: str | None = prompts.SFT_SYSTEM_PROMPT, out_path: str | Path | None = None,
+                     batch_size: int = 32, max_new_tokens: int = 400, progress: bool = False) -> dict[str, Any]:
     """Greedy-decode ``rows`` with the scene-graph prompt (closed iff ``vocabulary``) and score the completions
-    with :func:`sgglib.metrics.evaluate` in each prediction's own box frame. Exact name matching: the synthetic
-    world is closed-vocabulary; real data with open names should call ``metrics.evaluate`` with ``vocabulary=``."""
-    from .metrics import evaluate
-    from .prompts import user_prompt
-
-    records = predict(model, processor, rows, user_prompt(vocabulary), out_path=out_path, system=system,
+    with :func:`sgglib.metrics.compute_metrics` in each prediction's own box frame. Exact name matching: the
+    synthetic world is closed-vocabulary; real data with open names should call ``compute_metrics`` with
+    ``vocabulary=``."""
+    records = predict(model, processor, rows, prompts.user_prompt(vocabulary), out_path=out_path, system=system,
                       batch_size=batch_size, max_new_tokens=max_new_tokens, progress=progress)
     preds = {r["image_id"]: r["completion"] for r in records}
     scales = {r["image_id"]: tuple(r["box_scale"]) for r in records}
     gts = {str(r["image_id"]): {k: r[k] for k in ("width", "height", "objects", "relationships")} for r in rows}
-    return evaluate(preds, gts, pred_box_scale=scales, similarity="exact")
-
-
-@dataclass
-class ZeroShotConfig:
-    """Zero-shot baselines (PAPER.md §6, first rows): one model, each prompt kind, one split."""
-
-    model: str = DEFAULT_MODEL
-    """hub id, local directory, or an embedded name"""
-    dataset: str = "synthetic"
-    """``sgglib.data.load_sgg`` source"""
-    split: str = "val"
-    """split to evaluate"""
-    limit: int = 200
-    """images evaluated (0 = the whole split)"""
-    prompts: tuple[str, ...] = ("open", "closed")
-    """prompt kinds to compare: ``open`` (no vocabulary) and/or ``closed`` (the dataset's names listed)"""
-    batch_size: int = 32
-    """images per generate() call"""
-    max_new_tokens: int = 400
-    """generation budget (PAPER.md §3 used 2048 for the 2B/7B models on VG150)"""
-    dtype: str = "auto"
-    """weights dtype (``bfloat16`` on GPU for hub models)"""
-    run_dir: str | None = None
-    """run directory (relative paths go under reports/); None = reports/zero-shot-<timestamp>"""
-
-    def validate(self) -> "ZeroShotConfig":
-        bad = [p for p in self.prompts if p not in ("open", "closed")]
-        if bad or not self.prompts:
-            raise ValueError(f"prompts must be a non-empty subset of (open, closed), got {self.prompts!r}")
-        if self.limit < 0 or self.batch_size < 1 or self.max_new_tokens < 1:
-            raise ValueError("limit >= 0, batch_size >= 1 and max_new_tokens >= 1 required")
-        return self
-
-
-def zero_shot(cfg: ZeroShotConfig, run_dir: str | Path, rows=None) -> dict[str, dict[str, Any]]:
-    """Evaluate ``cfg.model`` with each prompt kind; writes ``predictions-<kind>.jsonl``, ``metrics-<kind>.json``
-    and ``metrics.json`` (all kinds) into ``run_dir``; returns ``{kind: metrics}``."""
-    from . import data
-
-    run_dir = Path(run_dir)
-    if rows is None:
-        rows = data.load_sgg(cfg.dataset, split=cfg.split)
-    n = len(rows) if not cfg.limit else min(cfg.limit, len(rows))
-    rows = [rows[i] for i in range(n)]
-    model, processor = load_model_and_processor(cfg.model, dtype=cfg.dtype)
-    results = {}
-    for kind in cfg.prompts:
-        vocab = data.vocabulary(cfg.dataset) if kind == "closed" else None
-        metrics = evaluate_model(model, processor, rows, vocab, out_path=run_dir / f"predictions-{kind}.jsonl",
-                                 batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, progress=True)
-        write_json(run_dir / f"metrics-{kind}.json", metrics)
-        results[kind] = metrics
-    write_json(run_dir / "metrics.json", results)
-    return results
-
-
-# -- reading predictions back ----------------------------------------------------------------------------------------
-SUMMARY_KEYS = (("failure_rate", "FR"), ("ap50", "AP@50"), ("recall", "Recall"), ("mean_recall", "mRecall"))
-
-
-def summary_table(results: dict[str, dict[str, Any]]) -> str:
-    """One line per named result (``{"open": metrics, …}``) in the paper's table layout: FR / AP@50 / R / mR (%)."""
-    width = max([len(k) for k in results] + [5])
-    lines = [f"{'':<{width}}" + "".join(f"{label:>9}" for _, label in SUMMARY_KEYS)]
-    for name, m in results.items():
-        lines.append(f"{name:<{width}}" + "".join(f"{m.get(k, float('nan')):>9.2f}" for k, _ in SUMMARY_KEYS))
-    return "\n".join(lines)
-
-
-def failure_examples(records: Sequence[dict], n: int = 5, chars: int = 160) -> list[dict[str, str]]:
-    """The first ``n`` completions that do not parse, with the parser's named reason and detail."""
-    from .parse import parse_completion
-
-    out = []
-    for r in records:
-        result = parse_completion(r["completion"])
-        if result.failure is not None:
-            text = r["completion"]
-            out.append({"image_id": r["image_id"], "failure": result.failure.value, "detail": result.detail,
-                        "completion": text[:chars] + ("…" if len(text) > chars else "")})
-            if len(out) == n:
-                break
-    return out
-
-
-def draw_prediction(row: dict, record: dict, figsize: tuple[float, float] = (9, 4.5)):
-    """Ground truth (left) and the parsed prediction (right, boxes mapped back to image pixels); a Figure."""
-    from matplotlib.figure import Figure
-
-    from .parse import parse_completion
-    from .viz import category_colors, draw_scene_graph
-
-    fig = Figure(figsize=figsize, layout="constrained")
-    ax_gt, ax_pred = fig.subplots(1, 2)
-    result = parse_completion(record["completion"])
-    cats = [o["id"].rsplit(".", 1)[0] for o in row["objects"]]
-    pred = None
-    if result.graph is not None:
-        sx, sy = record["box_scale"]
-        pred = result.graph.scaled(sx / row["width"], sy / row["height"])
-        cats += pred.categories
-    colors = category_colors(cats)
-    draw_scene_graph(row["image"], row, ax=ax_gt, title=f"{row['image_id']}: ground truth", colors=colors)
-    if pred is not None:
-        draw_scene_graph(row["image"], pred, ax=ax_pred, title="prediction", colors=colors)
-    else:
-        ax_pred.imshow(row["image"])
-        ax_pred.set_axis_off()
-        ax_pred.set_title(f"prediction failed: {result.failure.value}")
-    return fig
+    return compute_metrics(preds, gts, pred_box_scale=scales, similarity="exact")

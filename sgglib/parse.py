@@ -4,7 +4,7 @@ Every reward, metric, notebook and viewer calls :func:`parse_completion`; nothin
 completion. It never raises on a string, and it is cached, so the five rewards of a GRPO step parse each completion
 once between them.
 
-What it accepts (PAPER.md §1): ``<think>…</think><answer>…</answer>``, an ``<answer>`` without think (closed or not),
+What it accepts (``docs/method.md#parsing-completions``): ``<think>…</think><answer>…</answer>``, an ``<answer>`` without think (closed or not),
 a fenced ```` ```json ```` block, bare JSON; text around any of these is ignored.
 
 How each irregularity is handled (and why):
@@ -23,7 +23,7 @@ object not a dict, no id,      failure ``bad_object``
 id not a string
 bbox not 4 finite numbers      failure ``bad_bbox``: strings, booleans, NaN, ±Infinity, 3 or 5 numbers,
                                integers beyond float range.
-                               The reference evaluator counts these images as failures (PAPER.md §4).
+                               The reference evaluator counts these images as failures.
 relation not a dict of         failure ``bad_relation``
 3 strings
 duplicate id                   the first object with that id is kept, later ones dropped and counted in
@@ -203,6 +203,11 @@ def _parse(text: str) -> ParseResult:
     result = _build_graph(data)
     return ParseResult(result.graph, result.failure, strict, result.duplicate_ids, result.dangling_relations,
                        result.detail)
+
+
+def clear_cache() -> None:
+    """Forget every cached parse (benchmarks time the parser from cold)."""
+    _parse.cache_clear()
 
 
 def parse_completion(completion: Any) -> ParseResult:

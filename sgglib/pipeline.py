@@ -11,12 +11,15 @@ What lands in ``reports/<run_id>/``:
 - ``metrics.json``, ``table.md``, ``figures/`` — notebook 05's comparison table and plots;
 - ``pipeline.json`` — what ran, with which parameters, how long it took, what was skipped and why.
 
+While a stage runs, what its notebook prints streams to the console as it happens (indented under the stage's
+line): training stages print a progress line every 30 s (step/total, elapsed, ETA) and one line per validation.
+
 Parameters reach a notebook only if its ``parameters`` cell declares them (papermill's ``inspect_notebook``), so a
 notebook may drop or rename one without breaking the driver; ``-p name=value`` goes to every notebook declaring
 ``name``, ``-p 03.name=value`` to notebook 03 only. A notebook that does not exist yet is skipped with a message,
 and a notebook that fails stops the stages after it except 05, which reports whatever runs exist.
 
-The real path (PAPER.md §3) is the same command with the model and data switched, on a GPU machine with the hub:
+The real path is the same command with the model and data switched, on a GPU machine with the hub:
 ``--model Qwen/Qwen2-VL-2B-Instruct -p dataset=<VG150 dir> -p source=<VG150 dir> -p dtype=bfloat16 -p bf16=True``
 (``--model`` sets 02/03's ``model`` and 04's ``model_id``).
 """
@@ -25,13 +28,13 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from .embedded.pretrain import ensure_base_model
 from .runs import repo_path, reports_dir, write_json
 
 
@@ -56,7 +59,7 @@ def _stages(model: str) -> list[Stage]:
               lambda runs: {"run_dir": r(runs, "zero-shot"), "model": model}),
         Stage("03", "03_sft.ipynb", "sft",
               lambda runs: {"run_dir": r(runs, "sft"), "model": model, "zero_shot_run": r(runs, "zero-shot")}),
-        # R1-SGG-Zero: GRPO straight from the base model; R1-SGG: from the SFT checkpoint (PAPER.md §3, issue 5)
+        # R1-SGG-Zero: GRPO straight from the base model; R1-SGG: from the SFT checkpoint
         Stage("04-zero", "04_grpo.ipynb", "grpo-zero",
               lambda runs: {"run_dir": r(runs, "grpo-zero"), "init": "base", "model_id": model}),
         Stage("04", "04_grpo.ipynb", "grpo",  # init: a run directory resolves to its final/ checkpoint
@@ -80,7 +83,7 @@ SMOKE = {
 }
 
 
-# The default run's budget (issue 6: the whole study in <= 20 minutes on 2 cores once installed). SFT runs 1,000
+# The default run's budget (the whole study in <= 20 minutes on 2 cores once installed). SFT runs 1,000
 # steps (~7 min here at 2.2-2.4 steps/s; 2-core machines differ up to 2x) so that its cosine schedule anneals;
 # the time budgets are a guard for SFT and bound GRPO (G=8, 4 prompts: 1.6-3.2 s/step). Longer reference runs:
 # reports/reference/. R1-SGG-Zero validates only at its end, to spend its minutes on steps (the base's failed
@@ -136,31 +139,30 @@ def export_html(notebook: Path, out: Path) -> Path:
     return out
 
 
-def ensure_base_model(model: str, pretrain_steps: int | None = None, log: Callable[[str], None] = print) -> None:
-    """The embedded ``tiny-base`` is built by pre-training (:func:`sgglib.tiny.pretrain_base`) on first use;
-    ``pretrain_steps`` None = the committed checkpoint's :data:`sgglib.tiny.PRETRAIN_STEPS`."""
-    from .models import resolve_model
+class _Indented:
+    """A text stream that indents each line it passes on (a notebook's streamed output under its stage's line)."""
 
-    if model != "tiny-base":
-        return
-    try:
-        resolve_model(model)
-    except FileNotFoundError:
-        from .tiny import PRETRAIN_STEPS, pretrain_base
+    def __init__(self, stream, prefix: str = "    │ "):
+        self.stream, self.prefix, self.at_line_start = stream, prefix, True
 
-        pretrain_steps = pretrain_steps or PRETRAIN_STEPS
-        log(f"[base] data/models/tiny-base is missing: pre-training it ({pretrain_steps} steps, once per clone)")
+    def write(self, text: str) -> int:
+        for piece in text.splitlines(keepends=True):
+            if self.at_line_start:
+                self.stream.write(self.prefix)
+            self.stream.write(piece)
+            self.at_line_start = piece.endswith("\n")
+        return len(text)
 
-        t0 = time.time()
-        pretrain_base(max_steps=pretrain_steps)
-        log(f"[base] done in {time.time() - t0:.0f} s")
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def run_pipeline(run_id: str, *, model: str = "tiny-base", smoke: bool = False, stages: Sequence[str] = (),
                  overrides: Mapping[str, Mapping[str, Any]] | None = None, pretrain_steps: int | None = None,
                  notebooks_dir: str | Path | None = None, out_root: str | Path | None = None,
                  progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the stages in order into ``<out_root or reports/>/<run_id>/``; returns (and writes) ``pipeline.json``."""
+    """Run the stages in order into ``<out_root or reports/>/<run_id>/``; returns (and writes) ``pipeline.json``.
+    ``progress``: stream each notebook's printed output to the console while it runs."""
     import papermill as pm
 
     nb_dir = Path(notebooks_dir) if notebooks_dir else repo_path("notebooks")
@@ -171,7 +173,7 @@ def run_pipeline(run_id: str, *, model: str = "tiny-base", smoke: bool = False, 
     record: dict[str, Any] = {"run_id": run_id, "model": model, "smoke": smoke, "stages": []}
     failed = None
     if any(s.key in ("02", "03", "04", "04-zero") and (nb_dir / s.notebook).exists() for s in chosen):
-        ensure_base_model(model, pretrain_steps, log)
+        ensure_base_model(model, pretrain_steps or 0, log)
     t_all = time.time()
     for n, stage in enumerate(chosen, start=1):
         entry: dict[str, Any] = {"stage": stage.key, "notebook": stage.notebook}
@@ -197,7 +199,8 @@ def run_pipeline(run_id: str, *, model: str = "tiny-base", smoke: bool = False, 
         t0 = time.time()
         try:
             pm.execute_notebook(str(src), str(out_nb), parameters=params, kernel_name="python3",
-                                cwd=str(nb_dir), progress_bar=progress)
+                                cwd=str(nb_dir), progress_bar=False,
+                                stdout_file=_Indented(sys.stdout) if progress else None)
             entry["status"] = "ok"
         except pm.PapermillExecutionError as err:
             entry.update(status="failed", error=f"{err.ename}: {err.evalue}"[:500])
@@ -223,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("-p", "--param", action="append", default=[], metavar="[NN.]NAME=VALUE",
                     help="notebook parameter override (repeatable)")
     ap.add_argument("--pretrain-steps", type=int, default=None,
-                    help="steps to pre-train tiny-base if it is missing (default: sgglib.tiny.PRETRAIN_STEPS)")
+                    help="steps to pre-train tiny-base if it is missing (default: its PRETRAIN_STEPS)")
     ap.add_argument("--out-root", default="", help="folder holding <run_id>/ (default: reports/)")
     args = ap.parse_args(argv)
     try:

@@ -1,4 +1,4 @@
-"""Prompts, SFT targets, GRPO solutions and the two box conventions (PAPER.md §1).
+"""Prompts, SFT targets, GRPO solutions and the two box conventions (``docs/method.md#prompts``).
 
 Rows come from :func:`sgglib.data.load_sgg` with boxes in original-image pixels. What the model reads and writes:
 
@@ -95,7 +95,7 @@ def resized_size(width: int, height: int, *, min_pixels: int = 4 * 28 * 28, max_
 
     Defaults are the reference's SFT processor bounds; pass your processor's ``min_pixels``/``max_pixels``.
     """
-    # lazy: heavy import; the PIL module, because the torch one imports torchvision (absent on CPU, FACTS.md)
+    # lazy: heavy import; the PIL module, because the torch one imports torchvision (which fails to import on CPU-only machines)
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
     h, w = smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
@@ -172,6 +172,13 @@ def solution(row: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+def system_prompt(name: str | None) -> str | None:
+    """A system turn by name: ``"sft"`` (:data:`SFT_SYSTEM_PROMPT`), ``"rl"`` (:data:`RL_SYSTEM_PROMPT`),
+    ``"none"`` or ``""`` (no system turn: the chat template's default); any other string is the text itself."""
+    named = {"sft": SFT_SYSTEM_PROMPT, "rl": RL_SYSTEM_PROMPT, "none": None, "": None}
+    return named[name] if name is None or name in named else name
+
+
 def prompt_messages(text: str, system: str | None = SFT_SYSTEM_PROMPT) -> list[dict[str, Any]]:
     """A conversational prompt (TRL's format): optional system turn, then the image placeholder and the text."""
     msgs: list[dict[str, Any]] = [{"role": "system", "content": [{"type": "text", "text": system}]}] if system else []
@@ -179,23 +186,29 @@ def prompt_messages(text: str, system: str | None = SFT_SYSTEM_PROMPT) -> list[d
     return msgs
 
 
-def sft_example(row: Mapping[str, Any], vocabulary: Any = None, convention: str = "qwen2vl",
-                resized: tuple[int, int] | None = None) -> dict[str, Any]:
-    """One TRL SFT row: ``{"images": [PIL], "prompt": [...], "completion": [...]}``."""
+def assistant_message(text: str) -> list[dict[str, Any]]:
+    """A completion in TRL's conversational format: one assistant turn holding ``text``."""
+    return [{"role": "assistant", "content": [{"type": "text", "text": text}]}]
+
+
+def sft_example(row: Mapping[str, Any], vocabulary: Any = None, system: str | None = SFT_SYSTEM_PROMPT,
+                convention: str = "qwen2vl", resized: tuple[int, int] | None = None) -> dict[str, Any]:
+    """One TRL SFT row: ``{"images": [RGB image], "prompt": [...], "completion": [...]}`` — the task prompt (closed
+    iff ``vocabulary``) and the fenced JSON answer in the model's box convention (:func:`sft_target`)."""
     return {
-        "images": [row["image"]],
-        "prompt": prompt_messages(user_prompt(vocabulary)),
-        "completion": [{"role": "assistant", "content": [{"type": "text",
-                                                          "text": sft_target(row, convention, resized)}]}],
+        "images": [row["image"].convert("RGB")],
+        "prompt": prompt_messages(user_prompt(vocabulary), system),
+        "completion": assistant_message(sft_target(row, convention, resized)),
     }
 
 
-def grpo_example(row: Mapping[str, Any], vocabulary: Any = None, convention: str = "qwen2vl",
-                 resized: tuple[int, int] | None = None) -> dict[str, Any]:
-    """One TRL GRPO row: image, conversational prompt with the RL system prompt, ``solution``, ``box_scale``."""
+def grpo_example(row: Mapping[str, Any], vocabulary: Any = None, system: str | None = RL_SYSTEM_PROMPT,
+                 convention: str = "qwen2vl", resized: tuple[int, int] | None = None) -> dict[str, Any]:
+    """One TRL GRPO row: the RGB image, the conversational prompt, ``solution`` (the GT in [0, 1]),
+    ``box_scale`` (what divides the completion's coordinates into [0, 1]) and ``image_id``."""
     return {
-        "image": row["image"],
-        "prompt": prompt_messages(user_prompt(vocabulary), RL_SYSTEM_PROMPT),
+        "image": row["image"].convert("RGB"),
+        "prompt": prompt_messages(user_prompt(vocabulary), system),
         "solution": solution(row),
         "box_scale": list(box_scale(convention, resized)),
         "image_id": row["image_id"],

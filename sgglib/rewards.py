@@ -1,67 +1,39 @@
-"""GRPO reward functions for scene graphs (PAPER.md §2), TRL contract, plus a guard against reward hacking.
+"""GRPO reward functions for scene graphs, TRL contract, and a guard against reward hacking.
+
+Formulas, the reference code's semantics and every deliberate deviation from it: ``docs/method.md#rewards`` and
+``docs/method.md#deviations-from-the-reference-code`` (each deviation is pinned by a test in
+``tests/test_rewards.py``).
 
 Every reward is a callable ``f(completions, solution, box_scale=None, **kwargs) -> list[float]``:
 
 * ``completions`` — strings, or TRL's chat form ``[[{"role": "assistant", "content": ...}], ...]``;
-* ``solution`` — per sample, the GT graph (a dict in the JSON schema of PAPER.md §1, its JSON string, or a
-  :class:`SceneGraph`) with boxes normalised to [0, 1] by the original image size;
+* ``solution`` — per sample, the GT graph (a dict in the JSON schema, its JSON string, or a :class:`SceneGraph`)
+  with boxes normalised to [0, 1] by the original image size;
 * ``box_scale`` — per sample ``(sx, sy)`` dividing the completion's coordinates into [0, 1]: ``(1000, 1000)`` for
   Qwen2-VL (the default when the column is absent), the resized input ``(W', H')`` for Qwen2.5-VL.
 
 Each completion is parsed once by :func:`sgglib.parse.parse_completion` (cached) and a failed parse scores 0 in every
-reward. Rewards are small picklable callable classes carrying their weight and similarity; ``__name__`` is what TRL
-logs. The module-level functions are default instances (reference weights, exact-match similarity):
+reward. Rewards are **unweighted** (each in [0, 1], the guard in [−1, 0]); the weights live in one place, a
+``{reward name: weight}`` mapping — :data:`PRESETS` or a GRPO config's ``rewards`` — that TRL applies as
+``reward_weights`` and :func:`total_reward` applies here. Rewards are small picklable callable classes;
+``__name__`` is what TRL logs. The module-level functions are default instances (exact-match similarity):
 
-==========================  ============================================================  ================
-name                        value (per sample)                                            range
-==========================  ============================================================  ================
-``format_reward``           1 if ``<think>…</think><answer>graph</answer>`` and valid     {0, 1}
-``node_acc_reward``         2 · Σ_matched sim(category) / #GT objects (Hungarian)          [0, 2]
-``node_box_reward``         2 · Σ_matched (2·IoU + 5·exp(−L1)) / 7 / #GT objects            [0, 2]
-``edge_soft_reward``        5 · Σ sim·sim·sim over GT relations on mapped pairs / #GT rels  [0, 5]
-``edge_hard_reward``        5 · Hard-Recall hits / max(1, #GT rels)                         [0, 5]
-``edge_relax_reward``       5 · Σ best sim·sim·sim with both IoU ≥ 0.5 / max(1, #GT rels)   [0, 5]
-``size_penalty_reward``     the guard below                                               [−5, 0]
-==========================  ============================================================  ================
+==========================  ============================================================  ================  ======
+name                        value (per sample)                                            range             weight
+==========================  ============================================================  ================  ======
+``format_reward``           1 if ``<think>…</think><answer>graph</answer>`` and valid     {0, ½, 1}         1
+``node_acc_reward``         Σ_matched sim(category) / #GT objects (Hungarian)              [0, 1]            2
+``node_box_reward``         Σ_matched (2·IoU + 5·exp(−L1)) / 7 / #GT objects                [0, 1]            2
+``edge_soft_reward``        Σ sim·sim·sim over GT relations on mapped pairs / #GT rels     [0, 1]            5
+``edge_hard_reward``        Hard-Recall hits / max(1, #GT rels)                            [0, 1]            5
+``edge_relax_reward``       Σ best sim·sim·sim with both IoU ≥ 0.5 / max(1, #GT rels)      [0, 1]            5
+``size_penalty_reward``     −min(1, excess): the guard (``docs/method.md#the-size-guard``)  [−1, 0]           5 / 9
+==========================  ============================================================  ================  ======
 
 Matching is :mod:`sgglib.matching` (the metrics use the same code): Hard Recall and Relax are
 :func:`~sgglib.matching.triplet_scores` with exact / another similarity (with exact match, Relax *is* Hard); the soft
 rewards share one :func:`~sgglib.matching.hungarian_match` per completion. For the paper's semantic variants pass
 ``sim="embedding"`` (all-MiniLM-L6-v2; the reference used spaCy vectors).
-
-Deliberate deviations from the reference, each pinned by a test in ``tests/test_rewards.py``:
-
-1. **Format bug fixed.** The reference's ``len(set(objects))`` on a list of dicts raised, so its format reward was 0
-   for every graph with an object; ours scores a valid tagged graph 1. Validity is the reference's intent: the
-   parse succeeds and no relation names an unlisted id. Strict mode (the reference default) gives 0 without the
-   tags; ``FormatReward(strict=False)`` offers its 0.5 for an untagged valid graph (no reference script used it).
-2. **Undefined ids.** A relation naming an unlisted id is dropped (the parser counts it) and the rest of the graph
-   is scored; the reference's KeyError zeroed the whole sample in the Hard/Relax rewards. Format still gives 0.
-3. **Duplicate ids.** The first object with an id is kept (parser); the reference used the *last* box for Hard/Relax
-   (a dict) and let every copy into the Hungarian matching. Duplicates are charged by the guard instead.
-4. **Soft edge keeps the last relation per (subject, object) pair** — as the reference. Taking the best would pay
-   for listing every predicate on a pair, the hack the guard exists for.
-5. **Stricter validity** (parser): NaN/±Infinity/boolean coordinates and non-string ids are failures (reward 0);
-   the reference accepted them (NaN then poisoned the arithmetic). **More lenient**: text around the JSON inside
-   ``<answer>`` is ignored, ids are compared after name normalisation, and ``"json"`` substrings are never
-   deleted (the reference turned ``jsonl.1`` into ``l.1``).
-6. GT names are normalised like predicted ones; categories strip a trailing ``.N`` (``graph.category_of``);
-   swapped corners give a zero-area box (``boxes``); similarities lie in [0, 1] (spaCy's could be negative).
-   The Hungarian matching is rectangular instead of padded with 1e5 rows — the same assignment up to ties.
-
-**Guard against reward hacking.** Recall never penalises extras, so a policy can spam objects, relations and
-predicates. :class:`SizePenaltyReward` (``size_penalty_reward``), in every preset, is 0 for any graph of plausible
-size and falls to ``−weight`` as the output gets padded::
-
-    excess = over(#objects listed, a·#GT objects + b) + over(#relations listed, c·#GT rels + d)
-           + (duplicate ids + near-duplicate boxes beyond the GT's own) / max(1, #GT objects)
-           + (repeated relations + relations of an object to itself) / max(1, #GT rels)
-    penalty = −weight · min(1, excess),   over(n, budget) = max(0, n − budget) / budget
-
-Defaults a=2, b=10, c=3, d=10 (VG annotations are sparse: a sound model lists more than the GT), near-duplicate =
-IoU ≥ 0.9 with an earlier listed box. The preset weight equals the recall weight it protects (5; 9 for the soft
-set), so a fully padded output can never beat a correct one. Within budget a policy can still hedge a few
-predicates per pair: the guard bounds hacking, it does not price precision.
 
 >>> ok = ('<think>a</think><answer>{"objects": [{"id": "cat.1", "bbox": [0, 0, 500, 500]}, '
 ...       '{"id": "mat.1", "bbox": [0, 500, 1000, 1000]}], '
@@ -69,8 +41,8 @@ predicates per pair: the guard bounds hacking, it does not price precision.
 >>> gt = {"objects": [{"id": "cat.1", "bbox": [0, 0, .5, .5]}, {"id": "mat.1", "bbox": [0, .5, 1, 1]}],
 ...       "relationships": [{"subject": "cat.1", "predicate": "on", "object": "mat.1"}]}
 >>> format_reward([ok, "no graph"]), edge_hard_reward([ok], [gt]), node_box_reward([ok], [gt])
-([1.0, 0.0], [5.0], [2.0])
->>> total_reward([ok], [gt], rewards=reward_preset("soft"))
+([1.0, 0.0], [1.0], [1.0])
+>>> total_reward([ok], [gt], weights="soft")
 [10.0]
 """
 
@@ -88,6 +60,7 @@ from .boxes import iou_matrix, iou_pairs, l1_matrix
 from .graph import SceneGraph, category_of
 from .matching import hungarian_match, triplet_scores
 from .parse import ParseResult, completion_text, parse_completion
+from .parse import clear_cache as clear_parse_cache
 from .similarity import ExactSimilarity, Similarity, get_similarity
 
 RewardFn = Callable[..., list[float]]
@@ -153,9 +126,7 @@ def _scales(box_scale: Sequence | None, n: int) -> list[tuple[float, float]]:
 
 def clear_caches() -> None:
     """Forget every cached parse, ground truth and matching (benchmarks time each reward from cold)."""
-    from .parse import _parse  # the parser's own cache, behind parse_completion
-
-    _parse.cache_clear()
+    clear_parse_cache()
     _prediction.cache_clear()
     _soft_terms.cache_clear()
     _near_duplicates.cache_clear()
@@ -168,13 +139,12 @@ def _similarity(sim: "str | Similarity") -> Similarity:
 
 
 class GraphReward:
-    """A weighted per-sample reward of a parsed completion against its GT, both in [0, 1]; 0 for failed parses."""
+    """An unweighted per-sample reward of a parsed completion against its GT, both in [0, 1]; 0 for failed parses."""
 
     name = "graph_reward"
     uses_sim = False
 
-    def __init__(self, weight: float, sim: "str | Similarity" = "exact"):
-        self.weight = float(weight)
+    def __init__(self, sim: "str | Similarity" = "exact"):
         self.sim = _similarity(sim)
         self.__name__ = self.name  # TRL logs rewards/<__name__>
 
@@ -191,22 +161,22 @@ class GraphReward:
         return out
 
     def __repr__(self) -> str:
-        sim = f", sim={self.sim!r}" if self.uses_sim else ""
-        return f"{type(self).__name__}(weight={self.weight}{sim})"
+        return f"{type(self).__name__}(sim={self.sim!r})" if self.uses_sim else f"{type(self).__name__}()"
 
 
 # -- format ----------------------------------------------------------------------------------------------------------
 class FormatReward(GraphReward):
-    """``weight`` for a valid graph inside ``<think>…</think><answer>…</answer>``, else 0 (deviation 1).
+    """1 for a valid graph inside ``<think>…</think><answer>…</answer>``, else 0 (the reference's intent; its own
+    format reward was 0 for every graph, ``docs/method.md#format``).
 
-    ``strict=False`` gives ``weight/2`` to a valid graph without the tags (the reference's unused non-strict mode).
+    ``strict=False`` gives 0.5 to a valid graph without the tags (the reference's unused non-strict mode).
     Needs no ``solution``.
     """
 
     name = "format_reward"
 
-    def __init__(self, weight: float = 1.0, strict: bool = True):
-        super().__init__(weight)
+    def __init__(self, strict: bool = True):
+        super().__init__()
         self.strict = strict
 
     def __call__(self, completions: Sequence, solution: Sequence | None = None, box_scale: Sequence | None = None,
@@ -217,39 +187,38 @@ class FormatReward(GraphReward):
             if not result.ok or result.dangling_relations:
                 out.append(0.0)  # the reference's validity: a parsed graph whose relations name listed ids
             elif result.strict_format or not self.strict:
-                out.append(self.weight if result.strict_format else 0.5 * self.weight)
+                out.append(1.0 if result.strict_format else 0.5)
             else:
                 out.append(0.0)
         return out
 
     def __repr__(self) -> str:
-        return f"FormatReward(weight={self.weight}, strict={self.strict})"
+        return f"FormatReward(strict={self.strict})"
 
 
 # -- Hard Recall, Relax ----------------------------------------------------------------------------------------------
 class EdgeHardReward(GraphReward):
-    """Hard Recall (the paper's main reward): ``weight`` × fraction of GT triplets hit by some predicted triplet
-    with the same predicate and categories and IoU ≥ ``iou_threshold`` for both boxes (not one-to-one).
+    """Hard Recall (the paper's main reward): the fraction of GT triplets hit by some predicted triplet with the same
+    predicate and categories and IoU ≥ ``iou_threshold`` for both boxes (not one-to-one).
 
     ``predicate_weights`` (an extension, off by default = the reference): a GT triplet counts with the weight of its
-    predicate (missing predicates: 1), so the reward is a weighted recall — still in [0, ``weight``] — that pays more
-    for finding rare predicates (:func:`rare_predicate_weights`; the RL lever for mRecall).
+    predicate (missing predicates: 1), so the reward is a weighted recall — still in [0, 1] — that pays more for
+    finding rare predicates (:func:`rare_predicate_weights`; the RL lever for mRecall).
     """
 
     name = "edge_hard_reward"
 
-    def __init__(self, weight: float = 5.0, iou_threshold: float = 0.5,
-                 predicate_weights: Mapping[str, float] | None = None):
-        super().__init__(weight)
+    def __init__(self, iou_threshold: float = 0.5, predicate_weights: Mapping[str, float] | None = None):
+        super().__init__()
         self.iou_threshold = iou_threshold
         self.predicate_weights = dict(predicate_weights) if predicate_weights else None
 
     def score(self, pred: _Sample, gt: _Sample) -> float:
         hits = triplet_scores(pred.graph, gt.graph, self.sim, self.iou_threshold)
         if self.predicate_weights is None:
-            return self.weight * float(hits.sum()) / max(1, len(gt.graph.relations))
+            return float(hits.sum()) / max(1, len(gt.graph.relations))
         w = np.array([self.predicate_weights.get(r.predicate, 1.0) for r in gt.graph.relations], dtype=float)
-        return self.weight * float((hits * w).sum()) / max(float(w.sum()), 1e-12) if len(w) else 0.0
+        return float((hits * w).sum()) / max(float(w.sum()), 1e-12) if len(w) else 0.0
 
 
 class EdgeRelaxReward(EdgeHardReward):
@@ -259,9 +228,9 @@ class EdgeRelaxReward(EdgeHardReward):
     name = "edge_relax_reward"
     uses_sim = True
 
-    def __init__(self, weight: float = 5.0, sim: "str | Similarity" = "exact", iou_threshold: float = 0.5,
+    def __init__(self, sim: "str | Similarity" = "exact", iou_threshold: float = 0.5,
                  predicate_weights: Mapping[str, float] | None = None):
-        super().__init__(weight, iou_threshold, predicate_weights)
+        super().__init__(iou_threshold, predicate_weights)
         self.sim = _similarity(sim)
 
 
@@ -321,35 +290,27 @@ class _SoftReward(GraphReward):
     term = 0
 
     def score(self, pred: _Sample, gt: _Sample) -> float:
-        return self.weight * _soft_terms(pred, gt, self.sim)[self.term]
+        return _soft_terms(pred, gt, self.sim)[self.term]
 
 
 class NodeAccReward(_SoftReward):
-    """Soft Recall, nodes: ``weight`` × mean over GT objects of sim(category) with its Hungarian match."""
+    """Soft Recall, nodes: the mean over GT objects of sim(category) with its Hungarian match."""
 
     name, term = "node_acc_reward", 0
 
-    def __init__(self, weight: float = 2.0, sim: "str | Similarity" = "exact"):
-        super().__init__(weight, sim)
-
 
 class NodeBoxReward(_SoftReward):
-    """Soft Recall, boxes: ``weight`` × mean over GT objects of ``(2·IoU + 5·exp(−L1))/7`` with its match."""
+    """Soft Recall, boxes: the mean over GT objects of ``(2·IoU + 5·exp(−L1))/7`` with its match."""
 
     name, term = "node_box_reward", 1
 
-    def __init__(self, weight: float = 2.0, sim: "str | Similarity" = "exact"):
-        super().__init__(weight, sim)
-
 
 class EdgeSoftReward(_SoftReward):
-    """Soft Recall, edges: ``weight`` × mean over GT relations of ``sim(subj)·sim(obj)·sim(pred)`` with the
-    predicted relation between the two matched objects (the last one listed for that pair; deviation 4)."""
+    """Soft Recall, edges: the mean over GT relations of ``sim(subj)·sim(obj)·sim(pred)`` with the predicted
+    relation between the two matched objects (the last one listed for that pair, as the reference: taking the best
+    would pay for listing every predicate on a pair)."""
 
     name, term = "edge_soft_reward", 2
-
-    def __init__(self, weight: float = 5.0, sim: "str | Similarity" = "exact"):
-        super().__init__(weight, sim)
 
 
 # -- the guard -----------------------------------------------------------------------------------------------------
@@ -362,14 +323,26 @@ def _near_duplicates(boxes: tuple[tuple[float, ...], ...], iou: float) -> int:
 
 
 class SizePenaltyReward(GraphReward):
-    """Penalty in ``[−weight, 0]`` for padded outputs (module docstring, "Guard"); 0 for failed parses (which
-    already score 0 everywhere)."""
+    """Penalty in ``[−1, 0]`` for padded outputs; 0 for failed parses (which already score 0 everywhere).
+
+    Recall never penalises extras, so a policy could spam objects, relations and predicates. This is 0 for any graph
+    of plausible size and falls to −1 as the output gets padded (``docs/method.md#the-size-guard``)::
+
+        excess = over(#objects listed, a·#GT objects + b) + over(#relations listed, c·#GT rels + d)
+               + (duplicate ids + near-duplicate boxes beyond the GT's own) / max(1, #GT objects)
+               + (repeated relations + relations of an object to itself) / max(1, #GT rels)
+        penalty = −min(1, excess),   over(n, budget) = max(0, n − budget) / budget
+
+    a = ``obj_factor``, b = ``obj_slack``, c = ``rel_factor``, d = ``rel_slack``; near-duplicate = IoU ≥ ``dup_iou``
+    with an earlier listed box. The presets weigh it like the recall rewards it protects, so a fully padded output
+    can never beat a correct one.
+    """
 
     name = "size_penalty_reward"
 
-    def __init__(self, weight: float = 5.0, obj_factor: float = 2.0, obj_slack: float = 10.0,
-                 rel_factor: float = 3.0, rel_slack: float = 10.0, dup_iou: float = 0.9):
-        super().__init__(weight)
+    def __init__(self, obj_factor: float = 2.0, obj_slack: float = 10.0, rel_factor: float = 3.0,
+                 rel_slack: float = 10.0, dup_iou: float = 0.9):
+        super().__init__()
         if obj_slack <= 0 or rel_slack <= 0:
             raise ValueError("budgets need positive slack")
         self.obj_factor, self.obj_slack = obj_factor, obj_slack
@@ -391,10 +364,10 @@ class SizePenaltyReward(GraphReward):
         return over + (result.duplicate_ids + near) / max(1, n_gt_obj) + degenerate / max(1, n_gt_rel)
 
     def score(self, pred: _Sample, gt: _Sample) -> float:
-        return -self.weight * min(1.0, self.excess(pred, gt))
+        return -min(1.0, self.excess(pred, gt))
 
     def __repr__(self) -> str:
-        return (f"SizePenaltyReward(weight={self.weight}, obj_factor={self.obj_factor}, obj_slack={self.obj_slack}, "
+        return (f"SizePenaltyReward(obj_factor={self.obj_factor}, obj_slack={self.obj_slack}, "
                 f"rel_factor={self.rel_factor}, rel_slack={self.rel_slack}, dup_iou={self.dup_iou})")
 
 
@@ -418,8 +391,9 @@ REWARD_CLASSES: dict[str, type[GraphReward]] = {
               SizePenaltyReward)
 }
 
-# name → {reward name: weight}. The paper's three reward sets (PAPER.md §2, §6 ablation), each with the guard
-# weighted like the recall rewards it protects.
+# name → {reward name: weight}: the one place reward weights live. The paper's three reward sets (format 1, node 2,
+# edge 5; docs/method.md#reward-weights-and-presets), each with the guard weighted like the recall rewards it
+# protects.
 PRESETS: dict[str, dict[str, float]] = {
     "hard": {"format_reward": 1.0, "edge_hard_reward": 5.0, "size_penalty_reward": 5.0},
     "relax": {"format_reward": 1.0, "edge_relax_reward": 5.0, "size_penalty_reward": 5.0},
@@ -429,23 +403,50 @@ PRESETS: dict[str, dict[str, float]] = {
 DEFAULT_PRESET = "hard"  # the paper's main reward (best Recall/mRecall in its ablation)
 
 
-def reward_preset(name: str = DEFAULT_PRESET, sim: "str | Similarity" = "exact") -> list[RewardFn]:
-    """The reward functions of a preset, with its weights; one ``sim`` shared by the rewards that take one."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown reward preset {name!r}: choose from {sorted(PRESETS)}")
+def reward_weights(spec: "str | Mapping[str, float]" = DEFAULT_PRESET) -> dict[str, float]:
+    """``{reward name: weight}`` from a preset name, a ``"format_reward:1,edge_hard_reward:5"`` string or a mapping.
+
+    >>> reward_weights("format_reward:1, edge_hard_reward:5")
+    {'format_reward': 1.0, 'edge_hard_reward': 5.0}
+    """
+    if isinstance(spec, str) and spec in PRESETS:
+        return dict(PRESETS[spec])
+    if isinstance(spec, str):
+        try:
+            spec = {k.strip(): float(v) for k, v in (item.split(":") for item in spec.split(",") if item.strip())}
+        except ValueError as err:
+            raise ValueError(f"rewards must be a preset {sorted(PRESETS)} or 'name:weight,…', got {spec!r}") from err
+    unknown = [k for k in spec if k not in REWARD_CLASSES]
+    if unknown or not spec:
+        raise ValueError(f"unknown rewards {unknown}; choose from {sorted(REWARD_CLASSES)}")
+    return {k: float(v) for k, v in spec.items()}
+
+
+def make_rewards(names: "Sequence[str]", sim: "str | Similarity" = "exact", format_strict: bool = True,
+                 predicate_weights: Mapping[str, float] | None = None) -> list[GraphReward]:
+    """The reward functions named, in order: one ``sim`` shared by those that take one, ``format_strict`` for the
+    format reward, ``predicate_weights`` for the edge rewards that take them (Hard Recall, Relax)."""
     sim = _similarity(sim)
-    out: list[RewardFn] = []
-    for reward, weight in PRESETS[name].items():
-        cls = REWARD_CLASSES[reward]
-        out.append(cls(weight=weight, sim=sim) if cls.uses_sim else cls(weight=weight))
+    out: list[GraphReward] = []
+    for name in names:
+        cls = REWARD_CLASSES[name]
+        if cls is FormatReward:
+            out.append(FormatReward(strict=format_strict))
+        elif issubclass(cls, EdgeHardReward):
+            kw = {"sim": sim} if cls.uses_sim else {}
+            out.append(cls(predicate_weights=predicate_weights, **kw))
+        else:
+            out.append(cls(sim=sim) if cls.uses_sim else cls())
     return out
 
 
-DEFAULT_REWARDS: list[RewardFn] = reward_preset()
-
-
 def total_reward(completions: Sequence, solution: Sequence, box_scale: Sequence | None = None,
-                 rewards: Sequence[RewardFn] = DEFAULT_REWARDS, **kwargs: Any) -> list[float]:
-    """Per completion, the sum of ``rewards`` (what GRPO's advantage sees, with unit TRL ``reward_weights``)."""
-    per_fn = [f(completions, solution=solution, box_scale=box_scale, **kwargs) for f in rewards]
+                 weights: "str | Mapping[str, float]" = DEFAULT_PRESET, sim: "str | Similarity" = "exact",
+                 **kwargs: Any) -> list[float]:
+    """Per completion, the weighted sum of the rewards in ``weights`` (a preset name or ``{name: weight}``): what
+    GRPO's advantage sees."""
+    weights = reward_weights(weights)
+    fns = make_rewards(list(weights), sim)
+    per_fn = [[w * v for v in f(completions, solution=solution, box_scale=box_scale, **kwargs)]
+              for f, w in zip(fns, weights.values())]
     return [float(sum(v)) for v in zip(*per_fn)] if per_fn else [0.0] * len(completions)

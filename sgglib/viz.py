@@ -1,4 +1,4 @@
-"""Pure drawing functions that return a matplotlib Figure; notebooks and the viewer wrap them (STYLE.md §7).
+"""Pure drawing functions that return a matplotlib Figure; notebooks and the viewer wrap them.
 
 >>> from PIL import Image
 >>> fig = draw_scene_graph(Image.new("RGB", (64, 64)), {"objects": [{"id": "cat.1", "bbox": [4, 4, 30, 30]},
@@ -14,7 +14,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
+from .boxes import iou_matrix
 from .graph import SceneGraph, as_graph
+from .matching import triplet_scores
+from .parse import parse_completion
 
 
 def new_figure(figsize: tuple[float, float]):
@@ -22,6 +27,54 @@ def new_figure(figsize: tuple[float, float]):
     from matplotlib.figure import Figure
 
     return Figure(figsize=figsize, layout="constrained")
+
+
+def plot_curves(curves: Mapping[str, Sequence[Mapping[str, float]]], panels: Sequence[str | Sequence[str]], *,
+                smooth: int = 1, ncols: int = 3, panel_size: tuple[float, float] = (4.2, 3.2)):
+    """Training curves: one panel per entry of ``panels``, one line per run and key.
+
+    ``curves``: run label → ``metrics.csv`` rows (:func:`sgglib.runs.read_metrics_csv`). A panel is a column name
+    (``"eval/recall"``) or several that share units and axes (``("train/sampled_recall", "eval/recall")``: the
+    sampled policy against the greedy one). ``train/…`` columns get a trailing moving average over ``smooth`` rows
+    (one GRPO step is noisy); a panel whose name ends in ``loss`` uses a log scale. Panels with no data say so.
+    """
+    panels = [(p,) if isinstance(p, str) else tuple(p) for p in panels]
+    nrows = max(1, -(-len(panels) // ncols))
+    fig = new_figure((panel_size[0] * min(ncols, max(1, len(panels))), panel_size[1] * nrows))
+    if not panels:
+        ax = fig.add_subplot()
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no curves to plot", ha="center", va="center")
+        return fig
+    axes = fig.subplots(nrows, min(ncols, len(panels)), squeeze=False).ravel()
+    several = len(curves) > 1
+    for ax, keys in zip(axes, panels):
+        for label, rows in curves.items():
+            for key in keys:
+                xs, ys = _series(rows, key, smooth if key.startswith("train/") else 1)
+                if xs:
+                    name = " · ".join(x for x in (label if several else "", key if len(keys) > 1 else "") if x)
+                    ax.plot(xs, ys, marker="o" if len(xs) < 15 else None, markersize=3, label=name or None)
+        ax.set_title(" vs ".join(keys), fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if keys[0].endswith("loss") and ax.lines:
+            ax.set_yscale("log")
+        if not ax.lines:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+        elif any(line.get_label() and not line.get_label().startswith("_") for line in ax.lines):
+            ax.legend(fontsize=7)
+    for ax in axes[len(panels):]:
+        ax.set_axis_off()
+    return fig
+
+
+def _series(rows: Sequence[Mapping[str, float]], key: str, smooth: int = 1) -> tuple[list[float], list[float]]:
+    pts = [(float(r.get("step", i)), float(r[key])) for i, r in enumerate(rows) if key in r]
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    if smooth > 1 and ys:
+        ys = [sum(ys[max(0, i - smooth + 1):i + 1]) / len(ys[max(0, i - smooth + 1):i + 1]) for i in range(len(ys))]
+    return xs, ys
 
 
 def category_colors(categories: Sequence[str]) -> dict[str, Any]:
@@ -124,8 +177,6 @@ def prediction_in_pixels(record: Mapping[str, Any], width: float, height: float)
 
     Returns ``(ParseResult, SceneGraph | None)``; the graph is None when the completion does not parse.
     """
-    from .parse import parse_completion
-
     result = parse_completion(record.get("completion"))
     if result.graph is None:
         return result, None
@@ -148,7 +199,7 @@ def filter_graph(graph: SceneGraph | Mapping[str, Any], predicates: Sequence[str
 
 
 class GraphDiff:
-    """Which parts of a prediction agree with the ground truth, by the Hard Recall rule (PAPER.md §4).
+    """Which parts of a prediction agree with the ground truth, by the Hard Recall rule (``docs/method.md#metrics``).
 
     ``gt_rel_hit[k]``: GT relation k is recalled (:func:`sgglib.matching.triplet_scores`, the metric's own test).
     ``pred_rel_hit[k]``: predicted relation k recalls some GT relation; the rule is symmetric (same predicate,
@@ -159,11 +210,6 @@ class GraphDiff:
 
     def __init__(self, gt: SceneGraph | Mapping[str, Any], pred: SceneGraph | Mapping[str, Any] | None,
                  iou_threshold: float = 0.5):
-        import numpy as np
-
-        from .boxes import iou_matrix
-        from .matching import triplet_scores
-
         self.gt = as_graph(gt)
         self.pred = as_graph(pred) if pred is not None else SceneGraph()
         self.gt_rel_hit = list(triplet_scores(self.pred, self.gt, iou_threshold=iou_threshold) > 0.5)
@@ -297,6 +343,16 @@ def draw_diff(image: Any, gt: SceneGraph | Mapping[str, Any], pred: SceneGraph |
               for r, hit in zip(d.pred.relations, d.pred_rel_hit) if not hit]
     draw_graph(nodes, edges, ax=ax_graph, title="triplets: green matched, red missed, grey false positive")
     return fig
+
+
+def show(fig, folder: str | Path, name: str, dpi: int = 90) -> Path:
+    """Save ``fig`` as ``folder/name.png`` (:func:`save_figure`) and display that PNG in the running notebook: the
+    same picture in JupyterLab, under papermill and in the HTML export. Returns the path."""
+    from IPython.display import Image, display
+
+    path = save_figure(fig, folder, name, dpi)
+    display(Image(filename=str(path)))
+    return path
 
 
 def save_figure(fig, folder: str | Path, name: str, dpi: int = 90) -> Path:

@@ -1,4 +1,4 @@
-"""TEST ORACLE — an independent, loop-based transcription of the reference rewards (PAPER.md §2), exact match.
+"""TEST ORACLE — an independent, loop-based transcription of the reference rewards (docs/method.md#rewards), exact match.
 
 Not part of sgglib and never imported by it. Written from the paper summary and the reference's semantics, one
 straightforward loop per rule, so that ``tests/test_rewards.py`` can check sgglib's vectorised rewards against it on

@@ -1,6 +1,6 @@
 """sgglib.analysis and notebook 05 on small FAKE run directories, written here in the formats the real code writes:
 zero-shot (sgglib.models.zero_shot: metrics-<kind>.json, predictions-<kind>.jsonl, metrics.json by kind), SFT
-(sgglib.sft.train: config.json, metrics.csv from CSVLogger, predictions.jsonl from models.predict, metrics.json =
+(sgglib.train.sft.train: config.json, metrics.csv from CSVLogger, predictions.jsonl from models.predict, metrics.json =
 global_step + metrics.evaluate) and GRPO runs laid out like SFT with reward columns. Metrics come from the real
 evaluator, so the numbers are consistent with the predictions."""
 
@@ -18,7 +18,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from sgglib import analysis, data, prompts
-from sgglib.metrics import evaluate
+from sgglib.metrics import compute_metrics
 from sgglib.runs import repo_path, write_json
 
 NB05 = repo_path("notebooks", "05_analysis.ipynb")
@@ -41,7 +41,7 @@ def _predictions(rows, keep: float, fail_every: int, seed: int) -> list[dict]:
 
 def _score(rows, records) -> dict:
     gts = {str(r["image_id"]): {k: r[k] for k in ("width", "height", "objects", "relationships")} for r in rows}
-    return evaluate({r["image_id"]: r["completion"] for r in records}, gts,
+    return compute_metrics({r["image_id"]: r["completion"] for r in records}, gts,
                     pred_box_scale={r["image_id"]: tuple(r["box_scale"]) for r in records}, similarity="exact")
 
 
@@ -144,7 +144,7 @@ def test_run_spec_orders_rows_and_adds_ablations_once(fake):
 
 
 def test_plots_return_figures_and_find_the_ablation(fake):
-    # curves pick reward components (not their std) and the sampled failure rate and recall (sgglib.grpo's keys); group_size is the ablation
+    # curves pick reward components (not their std) and the sampled failure rate and recall (sgglib.train.grpo's keys); group_size is the ablation
     _, dirs = fake
     runs, _ = analysis.collect_runs({k: str(v) for k, v in dirs.items()})
     keys = analysis.curve_keys(runs)

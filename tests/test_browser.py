@@ -1,4 +1,4 @@
-"""The viewer in a real browser: JupyterLab on localhost, Debian's chromium driven by Playwright (issue 6 §4).
+"""The viewer in a real browser: JupyterLab on localhost, Debian's chromium driven by Playwright.
 
 Starts ``jupyter lab`` (random free port, a token, no browser) on a temp root holding a small notebook that opens
 :class:`sgglib.viewer.Viewer` on a few synthetic images with fake predictions, runs its cells, picks another image

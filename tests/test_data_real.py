@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sgglib.data import DataError, LoadReport, clean_graph, from_reference_row, load_sgg, vocabulary
-from sgglib.psg import convert_psg
-from sgglib.vg150 import box_to_xyxy, convert_vg150
+from sgglib.data import DataError, LoadReport, load_sgg, vocabulary
+from sgglib.data.hub import from_reference_row
+from sgglib.data.schema import clean_graph
+from sgglib.data.psg import convert_psg
+from sgglib.data.vg150 import box_to_xyxy, convert_vg150
 
 # Original-pixel xyxy boxes per image; sizes with a longest side of 512 make boxes_1024 = 2 × pixels (exact ints).
 VG_IMAGES = [  # (image_id, W, H, split, [(label, xyxy)], [(s, o, predicate)] local indices)

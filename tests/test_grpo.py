@@ -1,4 +1,4 @@
-"""GRPO through stock TRL (sgglib.grpo): each reward preset reaches the trainer and moves the weights, the run
+"""GRPO through stock TRL (sgglib.train.grpo): each reward preset reaches the trainer and moves the weights, the run
 directory gets its columns and figure, resume continues to max_steps, notebook 04 runs under papermill, and two CPU
 processes (accelerate + gloo) end with identical weights.
 
@@ -20,8 +20,9 @@ import pytest
 import torch
 
 from sgglib import prompts
-from sgglib.grpo import (GRPORunConfig, PAPER_GRPO, build_rewards, metric_key, resolve_init, train_grpo, trl_args,
-                         weights_digest)
+from sgglib.train.common import metric_key
+from sgglib.train.grpo import (GRPORunConfig, PAPER_GRPO, build_rewards, resolve_init, train_grpo, trl_args,
+                               weights_digest)
 from sgglib.runs import repo_path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -37,15 +38,15 @@ def policy(tmp_path_factory):
     LOSS_TARGET): its greedy graphs parse, and at temperature 0.3 some of its samples do."""
     from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
+    from sgglib.embedded.model import build_tiny_model
     from sgglib.models import load_model_and_processor
-    from sgglib.sft import make_train_dataset
-    from sgglib.tiny import build_tiny_model
+    from sgglib.train.sft import SFTExamples
 
     out = tmp_path_factory.mktemp("policy")
     texts = [prompts.sft_target(r) for r in rows(2)] * 10 + [prompts.open_prompt(), prompts.RL_SYSTEM_PROMPT] * 10
     build_tiny_model(out, TINY, texts=texts)
     model, processor = load_model_and_processor(out, dtype="float32")
-    ds = make_train_dataset(rows(8), "sgg", prompt="open", system=prompts.RL_SYSTEM_PROMPT)
+    ds = rows(8).with_transform(SFTExamples(prompt="open", system=prompts.RL_SYSTEM_PROMPT))
     batch = DataCollatorForVisionLanguageModeling(processor, completion_only_loss=True)([ds[i] for i in range(8)])
     torch.manual_seed(0)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
@@ -64,7 +65,7 @@ def policy(tmp_path_factory):
 def config(tmp_path, policy, **kw) -> GRPORunConfig:
     base = dict(init=str(policy), prompt="open", run_dir=str(tmp_path / "run"), max_steps=2, group_size=4,
                 prompts_per_step=2, max_completion_length=96, temperature=0.3, learning_rate=1e-3, format_strict=False,
-                eval_steps=0, val_limit=2, eval_max_new_tokens=96, save_steps=2, seed=0)
+                eval_steps=0, val_limit=2, eval_max_new_tokens=96, save_steps=2, seed=0, system_prompt="rl")
     return GRPORunConfig(**{**base, **kw})
 
 
@@ -131,19 +132,19 @@ def test_resume_after_interruption_reaches_max_steps(tmp_path, policy):
                 control.should_training_stop = True
 
     cfg = config(tmp_path, policy, max_steps=4)
-    assert run(cfg, callbacks=[Interrupt()])["global_step"] == 3
+    assert run(cfg, extra_callbacks=[Interrupt()])["global_step"] == 3
     assert (tmp_path / "run" / "checkpoints" / "checkpoint-2").is_dir()
     assert run(cfg)["global_step"] == 4
 
 
 def test_reward_weights_go_to_trl_and_presets_validate(tmp_path):
-    # sgglib rewards carry unit weight; the preset's weights are TRL's reward_weights (+ 0 for the measuring one)
+    # sgglib rewards are unweighted; the preset's weights are TRL's reward_weights (+ 0 for the measuring one)
     args = trl_args(GRPORunConfig(rewards="soft", group_size=4, prompts_per_step=2), tmp_path)
     assert args.reward_weights == [1.0, 2.0, 2.0, 5.0, 9.0, 0.0] and args.per_device_train_batch_size == 8
     assert GRPORunConfig(rewards="format_reward:1, edge_hard_reward:5").reward_weights() == {
         "format_reward": 1.0, "edge_hard_reward": 5.0}
     with pytest.raises(ValueError):
-        GRPORunConfig(rewards="recall_of_everything").validate()
+        GRPORunConfig(rewards="recall_of_everything").check()
     with pytest.raises(ValueError):
         trl_args(GRPORunConfig(group_size=3, prompts_per_step=1), tmp_path, num_processes=2)
 
@@ -157,25 +158,37 @@ def test_rare_predicate_power_weights_the_edge_reward_only(tmp_path):
     with pytest.raises(ValueError, match="predicate counts"):
         build_rewards(GRPORunConfig(rare_predicate_power=0.5))
     with pytest.raises(ValueError):
-        GRPORunConfig(rare_predicate_power=-1).validate()
+        GRPORunConfig(rare_predicate_power=-1).check()
 
 
-def test_init_sft_without_a_checkpoint_names_the_notebook(monkeypatch, tmp_path):
-    # init="sft" with no reports/sft*/final fails and says which notebook to run
-    import sgglib.grpo as grpo
+def test_init_sft_finds_the_newest_sft_checkpoint_at_any_depth(monkeypatch, tmp_path):
+    # init="sft" with no SFT final/ fails and says which notebook to run; it finds notebook 03's reports/sft-*/final
+    # and make demo's reports/<run id>/runs/sft/final, the newer of the two, from any working directory
+    import sgglib.train.grpo as grpo
 
     monkeypatch.setattr(grpo, "reports_dir", lambda *p: tmp_path.joinpath(*p))
     with pytest.raises(FileNotFoundError, match="03_sft"):
         resolve_init("sft")
-    (tmp_path / "sft-a" / "final").mkdir(parents=True)
-    (tmp_path / "sft-a" / "final" / "config.json").write_text("{}")
-    assert resolve_init("sft") == str(tmp_path / "sft-a" / "final")
+
+    def make(rel, mtime):
+        final = tmp_path / rel / "final"
+        final.mkdir(parents=True)
+        (final / "config.json").write_text("{}")
+        os.utime(final / "config.json", (mtime, mtime))
+        return str(final)
+
+    notebook = make("sft-20261201-120000", 1_000_000)
+    assert resolve_init("sft") == notebook
+    demo = make("demo/runs/sft", 2_000_000)
+    make("demo/runs/grpo", 3_000_000)  # a GRPO final is never an SFT checkpoint
+    monkeypatch.chdir(tmp_path / "demo")
+    assert resolve_init("sft") == demo
     assert resolve_init("base", "tiny-base") == "tiny-base"
 
 
 def test_paper_preset_matches_the_reference_recipe():
-    # PAPER.md §3: 32 prompts × G 8, lr 6e-7, beta 0, temperature 1.0, top_p 0.9, top_k 50, 1024 tokens, 512·28·28 px
-    p = PAPER_GRPO.validate()
+    # the paper: 32 prompts × G 8, lr 6e-7, beta 0, temperature 1.0, top_p 0.9, top_k 50, 1024 tokens, 512·28·28 px
+    p = PAPER_GRPO.check()
     assert (p.prompts_per_step, p.group_size, p.learning_rate, p.beta, p.temperature, p.top_p, p.top_k) == (
         32, 8, 6e-7, 0.0, 1.0, 0.9, 50)
     assert (p.max_completion_length, p.max_pixels, p.epsilon, p.max_steps, p.use_vllm) == (
@@ -196,7 +209,7 @@ def test_04_notebook_runs_headless(tmp_path, policy):
                         cwd=str(repo_path("notebooks")),
                         parameters=dict(init=str(policy), prompt="open", group_size=4, prompts_per_step=2, max_steps=2,
                                         max_completion_length=32, eval_steps=1, val_limit=2, eval_max_new_tokens=32,
-                                        train_limit=8, run_dir=str(out)))
+                                        train_limit=8, system_prompt="rl", run_dir=str(out)))
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["group_size"] == 4 and cfg["max_steps"] == 2
     assert json.loads((out / "metrics.json").read_text())["global_step"] == 2
@@ -213,10 +226,11 @@ def test_two_cpu_processes_agree(tmp_path, policy):
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from accelerate import PartialState
         from test_sft import rows
-        from sgglib.grpo import GRPORunConfig, train_grpo, weights_digest
+        from sgglib.train.grpo import GRPORunConfig, train_grpo, weights_digest
         cfg = GRPORunConfig(init={str(policy)!r}, prompt="open", run_dir={str(tmp_path / "run")!r}, max_steps=2,
                             group_size=4, prompts_per_step=2, max_completion_length=96, temperature=0.3, learning_rate=1e-3,
-                            format_strict=False, eval_steps=0, val_limit=1, eval_max_new_tokens=16, save_steps=10)
+                            format_strict=False, eval_steps=0, val_limit=1, eval_max_new_tokens=16, save_steps=10,
+                            system_prompt="rl")
         result = train_grpo(cfg, train_rows=rows(8), val_rows=rows(1))
         rank = PartialState().process_index
         open({str(tmp_path)!r} + f"/rank{{rank}}.json", "w").write(json.dumps(
@@ -251,9 +265,9 @@ def test_throughput_benchmark_dims_are_qwen2_vl_2b():
     # the benchmark's random model has Qwen2-VL-2B's size (2.21 B parameters, 0.67 B in the vision tower)
     sys.path.insert(0, str(repo_path("benchmarks")))
     import grpo_throughput
-    from sgglib.models import resolve_model
+    from sgglib.embedded.model import ensure_tiny_init
 
-    resolve_model("tiny-init")  # build the embedded checkpoint (if missing) outside the meta-device context
+    ensure_tiny_init()  # build the embedded checkpoint (if missing) outside the meta-device context
     with torch.device("meta"):
         model = grpo_throughput.build_model(grpo_throughput.QWEN2_VL_2B, torch.bfloat16)
     n_vis = sum(p.numel() for p in model.model.visual.parameters())

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from sgglib.evaluate import main
 from sgglib.graph import SceneGraph
-from sgglib.metrics import box_ap, evaluate, format_table
+from sgglib.metrics import box_ap, compute_metrics, format_table
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "data" / "examples"
@@ -56,7 +56,7 @@ PREDS = {"A": completion(A_OBJ, A_PRED), "B": completion(B_PRED_OBJ, B_REL), "C"
 
 @pytest.fixture(scope="module")
 def hand():
-    return evaluate(PREDS, GTS, pred_box_scale="pixels", train_triplets=[("man", "riding", "horse")])
+    return compute_metrics(PREDS, GTS, pred_box_scale="pixels", train_triplets=[("man", "riding", "horse")])
 
 
 def test_recall_variants_by_hand(hand):
@@ -75,7 +75,7 @@ def test_recall_variants_by_hand(hand):
 def test_failures_count_as_zero_recall_and_are_named(hand):
     # C's JSON is cut off; a None prediction and an absent one are both "missing"
     assert hand["failure_rate"] == 25.0 and hand["failures"] == {"truncated": 1}
-    m = evaluate({"A": None, "B": PREDS["B"]}, GTS, pred_box_scale="pixels")
+    m = compute_metrics({"A": None, "B": PREDS["B"]}, GTS, pred_box_scale="pixels")
     assert m["failures"] == {"missing": 3}
     assert m["recall"] == pytest.approx(100 * (0 + 0.5 + 0) / 3)
 
@@ -94,7 +94,7 @@ def test_r_at_k_cuts_by_output_order():
     objs = [(f"box.{i}", [i * 4, 0, i * 4 + 4, 10]) for i in range(24)]
     gt = {1: row(objs[:2], [("box.0", "near", "box.1")])}
     wrong = [(f"box.{i}", "near", f"box.{i + 1}") for i in range(2, 22)]
-    m = evaluate({1: completion(objs, wrong + [("box.0", "near", "box.1")])}, gt, pred_box_scale="pixels")
+    m = compute_metrics({1: completion(objs, wrong + [("box.0", "near", "box.1")])}, gt, pred_box_scale="pixels")
     assert (m["R@20"], m["mR@20"], m["R@50"], m["R@100"], m["recall"]) == (0.0, 0.0, 100.0, 100.0, 100.0)
 
 
@@ -103,7 +103,7 @@ def test_zero_shot_recall(hand):
     assert hand["num_zero_shot_triplets"] == 6
     assert hand["zero_shot_recall"] == pytest.approx(100 * (1 / 3 + 1 / 2 + 0) / 3)
     assert hand["zero_shot_recall_pooled"] == pytest.approx(100 * 2 / 6)
-    assert "zero_shot_recall" not in evaluate(PREDS, GTS, pred_box_scale="pixels")
+    assert "zero_shot_recall" not in compute_metrics(PREDS, GTS, pred_box_scale="pixels")
 
 
 def interpolated_ap(hits: list[bool], n_gt: int) -> float:
@@ -185,10 +185,10 @@ def test_box_frames_give_the_same_numbers(hand):
     objs = [(i, [b[0] * 2, b[1], b[2] * 2, b[3]]) for i, b in A_OBJ]
     gt_px = {1: row(objs, A_REL, w=200, h=100)}
     gt_norm = {1: SceneGraph.from_dict(row(objs, A_REL)).scaled(200, 100)}
-    grid = evaluate({1: completion(objs, A_PRED, (1000 / 200, 1000 / 100))}, gt_px, pred_box_scale="qwen2vl")
-    pixels = evaluate({1: completion(objs, A_PRED)}, gt_px, pred_box_scale="pixels")
-    resized = evaluate({1: completion(objs, A_PRED, (448 / 200, 224 / 100))}, gt_px, pred_box_scale={1: (448, 224)})
-    norm = evaluate({1: completion(objs, A_PRED, (1 / 200, 1 / 100))}, gt_norm, pred_box_scale="normalized")
+    grid = compute_metrics({1: completion(objs, A_PRED, (1000 / 200, 1000 / 100))}, gt_px, pred_box_scale="qwen2vl")
+    pixels = compute_metrics({1: completion(objs, A_PRED)}, gt_px, pred_box_scale="pixels")
+    resized = compute_metrics({1: completion(objs, A_PRED, (448 / 200, 224 / 100))}, gt_px, pred_box_scale={1: (448, 224)})
+    norm = compute_metrics({1: completion(objs, A_PRED, (1 / 200, 1 / 100))}, gt_norm, pred_box_scale="normalized")
     for m in (pixels, resized, norm):
         assert m.keys() == grid.keys()
         for k, v in grid.items():
@@ -199,21 +199,21 @@ def test_box_frames_give_the_same_numbers(hand):
 def test_box_frame_misuse_is_caught():
     # no default frame; pixel GT without a size; 'pixels' without a GT size; ids that match no GT image
     with pytest.raises(TypeError):
-        evaluate(PREDS, GTS)
+        compute_metrics(PREDS, GTS)
     with pytest.raises(ValueError, match="no width/height"):
-        evaluate({}, {1: {"objects": [{"id": "a.1", "bbox": [0, 0, 50, 50]}], "relationships": []}},
+        compute_metrics({}, {1: {"objects": [{"id": "a.1", "bbox": [0, 0, 50, 50]}], "relationships": []}},
                  pred_box_scale="qwen2vl")
     with pytest.raises(ValueError, match="needs the GT image size"):
-        evaluate({1: completion(D_OBJ)}, {1: SceneGraph.from_dict(row([("a.1", [0, 0, .5, .5])]))},
+        compute_metrics({1: completion(D_OBJ)}, {1: SceneGraph.from_dict(row([("a.1", [0, 0, .5, .5])]))},
                  pred_box_scale="pixels")
     with pytest.raises(ValueError, match="not in the ground truth"):
-        evaluate({"1": PREDS["A"]}, {1: GTS["A"]}, pred_box_scale="pixels")
+        compute_metrics({"1": PREDS["A"]}, {1: GTS["A"]}, pred_box_scale="pixels")
     with pytest.raises(ValueError, match="refers to an id"):
-        evaluate({}, {1: row(D_OBJ, [("clock.1", "on", "tower.1")])}, pred_box_scale="pixels")
+        compute_metrics({}, {1: row(D_OBJ, [("clock.1", "on", "tower.1")])}, pred_box_scale="pixels")
     # 0-1000 answers declared normalised: most boxes land far outside the image -> a warning
     many = [(f"a.{k}", [k, k, k + 10, k + 10]) for k in range(30)]
     with pytest.warns(UserWarning, match="outside the image"):
-        evaluate({1: completion(many, scale=(10, 10))}, {1: row(many)}, pred_box_scale="normalized")
+        compute_metrics({1: completion(many, scale=(10, 10))}, {1: row(many)}, pred_box_scale="normalized")
 
 
 class TableSim:
@@ -233,16 +233,16 @@ def test_vocabulary_mapping_is_reported_separately():
     pred = {1: completion([objs[0], ("t-shirt.1", objs[1][1]), ("sofa.1", [60, 60, 90, 90])],
                           [("man.1", "wearing", "t-shirt.1")])}
     vocab = {"categories": ["man", "shirt", "couch"], "predicates": ["wearing"]}
-    exact = evaluate(pred, gt, pred_box_scale="pixels")
-    m = evaluate(pred, gt, pred_box_scale="pixels", vocabulary=vocab, similarity=TableSim())
+    exact = compute_metrics(pred, gt, pred_box_scale="pixels")
+    m = compute_metrics(pred, gt, pred_box_scale="pixels", vocabulary=vocab, similarity=TableSim())
     assert m["recall"] == exact["recall"] == 0.0 and m["ap50"] == exact["ap50"] == 50.0
     assert m["mapped/recall"] == 100.0 and m["mapped/ap50"] == 100.0
     assert m["mapped/objects_dropped"] == pytest.approx(100 / 3)
     # a sgglib.data.Vocabulary-like object (attributes instead of keys) works the same
     as_object = SimpleNamespace(**vocab)
-    assert evaluate(pred, gt, pred_box_scale="pixels", vocabulary=as_object, similarity=TableSim()) == m
+    assert compute_metrics(pred, gt, pred_box_scale="pixels", vocabulary=as_object, similarity=TableSim()) == m
     with pytest.raises(ValueError, match="missing from the vocabulary"):
-        evaluate(pred, gt, pred_box_scale="pixels", vocabulary={"categories": ["man"], "predicates": []},
+        compute_metrics(pred, gt, pred_box_scale="pixels", vocabulary={"categories": ["man"], "predicates": []},
                  similarity=TableSim())
 
 
@@ -316,7 +316,7 @@ texts = st.one_of(
 def test_evaluate_never_raises_and_stays_in_range(completions):
     # random and mutated answers: every value finite, percentages in [0, 100]
     gts = {i: GTS["A"] for i in range(len(completions))}
-    m = evaluate(dict(enumerate(completions)), gts, pred_box_scale="qwen2vl", train_triplets=[])
+    m = compute_metrics(dict(enumerate(completions)), gts, pred_box_scale="qwen2vl", train_triplets=[])
     for key, value in m.items():
         values = value.values() if isinstance(value, dict) else [value]
         for v in values:

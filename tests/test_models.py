@@ -7,16 +7,11 @@ import json
 import pytest
 from PIL import Image, ImageDraw
 
-from sgglib.models import (
-    SGGQwen2VLProcessor,
-    load_model_and_processor,
-    predict,
-    read_predictions,
-
-)
+from sgglib.embedded.model import TinyModelConfig, build_tiny_model
+from sgglib.embedded.tokenizer import train_tokenizer
+from sgglib.models import SGGQwen2VLProcessor, load_model_and_processor, predict
 from sgglib.prompts import prompt_messages
-from sgglib.tiny import TinyModelConfig, build_tiny_model
-from sgglib.tokenizer import train_tokenizer
+from sgglib.runs import read_predictions
 
 GRAPH = {"objects": [{"id": "red circle.1", "bbox": [12, 34, 560, 1000]}, {"id": "blue square.1", "bbox": [0, 0, 9, 99]}],
          "relationships": [{"subject": "red circle.1", "predicate": "next to", "object": "blue square.1"}]}
@@ -78,7 +73,7 @@ def test_build_save_load_round_trip_offline(tiny_dir, monkeypatch):
 
 
 def test_processor_expands_images_and_uses_background_normalisation(tiny_dir):
-    # AutoProcessor's trap (FACTS.md): a bare tokenizer would ignore images; ours must emit pixel_values and one
+    # AutoProcessor's trap without torchvision: a bare tokenizer would ignore images; ours must emit pixel_values and one
     # <|image_pad|> per merged 28x28 cell (112 px -> 16 tokens)
     _, processor = load_model_and_processor(tiny_dir)
     text = processor.apply_chat_template(prompt_messages("hi", system="sys"), tokenize=False, add_generation_prompt=True)
@@ -149,7 +144,7 @@ def test_aux_tasks_never_ask_for_a_scene_graph():
     from sgglib import prompts
     from sgglib.data import Vocabulary
     from sgglib.parse import parse_completion
-    from sgglib.tiny import aux_examples
+    from sgglib.embedded.aux_tasks import aux_examples
 
     row = {"image": Image.new("RGB", (100, 100)), "width": 100, "height": 100,
            "objects": [{"id": "red circle.1", "bbox": [50, 50, 60, 60]}, {"id": "blue square.1", "bbox": [0, 0, 10, 10]}],

@@ -12,7 +12,7 @@ import pytest
 
 from sgglib import data, prompts
 from sgglib.runs import repo_path
-from sgglib.tiny import TinyModelConfig, build_tiny_model
+from sgglib.embedded.model import TinyModelConfig, build_tiny_model
 
 NB02 = repo_path("notebooks", "02_zero_shot_baselines.ipynb")
 NB03 = repo_path("notebooks", "03_sft.ipynb")

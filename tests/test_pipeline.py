@@ -10,7 +10,7 @@ import pytest
 
 from sgglib import data, pipeline, prompts
 from sgglib.runs import repo_path
-from sgglib.tiny import TinyModelConfig, build_tiny_model
+from sgglib.embedded.model import TinyModelConfig, build_tiny_model
 
 TINY = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
                        mrope_section=(2, 3, 3), vision_depth=1, vision_embed_dim=32, vision_heads=2, vocab_size=400)

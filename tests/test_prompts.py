@@ -1,4 +1,4 @@
-"""Prompts, SFT targets, GRPO solutions and both box conventions (PAPER.md §1)."""
+"""Prompts, SFT targets, GRPO solutions and both box conventions (docs/method.md#box-conventions)."""
 
 from __future__ import annotations
 

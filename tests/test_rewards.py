@@ -38,8 +38,18 @@ CORRECT = answer([PERSON, HORSE, HAT], [("person.1", "riding", "horse.1"), ("per
 NO_HAT = answer([PERSON, HORSE], [("person.1", "riding", "horse.1")])
 
 
+# rewards are unweighted; the hand values below are the reference's weighted ones (format 1, node 2, edge 5; the
+# guard weighs 5 in the hard preset), so every reward is scaled by its reference weight here
+REF_WEIGHT = {"format_reward": 1.0, "node_acc_reward": 2.0, "node_box_reward": 2.0, "edge_soft_reward": 5.0,
+              "edge_hard_reward": 5.0, "edge_relax_reward": 5.0, "size_penalty_reward": 5.0}
+
+
+def weighted(fn, texts, sols, scales=None):
+    return [REF_WEIGHT[fn.__name__] * v for v in fn(texts, solution=sols, box_scale=scales)]
+
+
 def one(fn, text, sol=GT, **kw):
-    return fn([text], [sol], **kw)[0]
+    return REF_WEIGHT[fn.__name__] * fn([text], [sol], **kw)[0]
 
 
 # -- hand-computed values ---------------------------------------------------------------------------------------------
@@ -65,7 +75,7 @@ def test_rare_predicate_weights_pay_more_for_rare_predicates():
     for cls in (R.EdgeHardReward, R.EdgeRelaxReward):
         fn = cls(predicate_weights=weights)
         assert one(fn, NO_HAT) == pytest.approx(5 / 3) and one(fn, only_wearing) == pytest.approx(10 / 3)
-        assert one(fn, CORRECT) == pytest.approx(5.0)  # still at most `weight`
+        assert one(fn, CORRECT) == pytest.approx(5.0)  # still at most the full reward
     # power 0 (and no weights, the default) is the reference's plain Hard Recall
     plain = R.EdgeHardReward(predicate_weights=R.rare_predicate_weights({"riding": 400, "wearing": 100}, 0.0))
     assert one(plain, NO_HAT) == one(R.edge_hard_reward, NO_HAT) == 2.5
@@ -197,7 +207,7 @@ CASES = [random_case(random.Random(seed)) for seed in range(600)]
 def test_equal_to_reference_oracle_on_random_graphs(name):
     # 600 random well-formed completions (varied sizes, noise, scales, formats): same value as the oracle
     texts, sols, scales = zip(*CASES)
-    ours = R.REWARD_FUNCS[name](list(texts), solution=list(sols), box_scale=list(scales))
+    ours = weighted(R.REWARD_FUNCS[name], list(texts), list(sols), list(scales))
     theirs = [ref.REFERENCE[name](t, s, sc) for t, s, sc in CASES]
     assert ours == pytest.approx(theirs, abs=1e-9)
 
@@ -272,7 +282,7 @@ def test_each_completion_is_parsed_once_per_suite():
 
     texts, sols, scales = map(list, zip(*CASES[:40]))
     R.clear_caches()
-    for fn in R.reward_preset("soft"):
+    for fn in R.make_rewards(R.PRESETS["soft"]):
         fn(texts, sols, scales)
     assert _parse.cache_info().misses == len(set(texts))
 
@@ -315,23 +325,28 @@ def test_registry_names_match_functions():
         assert fn is getattr(R, name) and fn.__name__ == name
 
 
-def test_presets_and_default_rewards():
-    # the three reward sets, each with the guard; weights as documented; an unknown name is an error
+def test_presets_hold_the_only_weights():
+    # the three reward sets, each with the guard; weights as documented and nowhere else (a reward has no weight);
+    # a spec string parses; an unknown name is an error
+    assert R.PRESETS["hard"] == {"format_reward": 1.0, "edge_hard_reward": 5.0, "size_penalty_reward": 5.0}
+    assert R.PRESETS["soft"] == {"format_reward": 1.0, "node_acc_reward": 2.0, "node_box_reward": 2.0,
+                                 "edge_soft_reward": 5.0, "size_penalty_reward": 9.0}
     for name, weights in R.PRESETS.items():
-        fns = R.reward_preset(name)
+        fns = R.make_rewards(weights)
         assert [f.__name__ for f in fns] == list(weights) and "size_penalty_reward" in weights
-        assert [f.weight for f in fns] == list(weights.values())
-    assert [f.__name__ for f in R.DEFAULT_REWARDS] == ["format_reward", "edge_hard_reward", "size_penalty_reward"]
-    with pytest.raises(ValueError):
-        R.reward_preset("nope")
+        assert not any(hasattr(f, "weight") for f in fns)
+    assert R.reward_weights("format_reward:1, edge_relax_reward:5") == {"format_reward": 1.0, "edge_relax_reward": 5.0}
+    for bad in ("nope", "recall_of_everything:5", "format_reward=1"):
+        with pytest.raises(ValueError):
+            R.reward_weights(bad)
 
 
 def test_rewards_pickle():
     # TRL / datasets may pickle reward functions: instances round-trip and give the same values
     texts, sols, scales = zip(*CASES[:20])
-    for fn in [*R.REWARD_FUNCS.values(), *R.reward_preset("soft"), R.EdgeRelaxReward(sim=EmbeddingSimilarity())]:
+    for fn in [*R.REWARD_FUNCS.values(), *R.make_rewards(R.PRESETS["soft"]), R.EdgeRelaxReward(sim=EmbeddingSimilarity())]:
         back = pickle.loads(pickle.dumps(fn))
-        assert back.__name__ == fn.__name__ and back.weight == fn.weight
+        assert back.__name__ == fn.__name__ and repr(back) == repr(fn)
         if not isinstance(fn.sim, EmbeddingSimilarity):
             assert back(list(texts), list(sols), list(scales)) == fn(list(texts), list(sols), list(scales))
 
@@ -368,13 +383,15 @@ def test_ground_truth_cache_is_by_identity():
     a = json.loads(json.dumps(GT))
     b = json.loads(json.dumps(GT))
     b["relationships"] = b["relationships"][:1]
-    assert R.edge_hard_reward([NO_HAT, NO_HAT], [a, b]) == [2.5, 5.0]
+    assert R.edge_hard_reward([NO_HAT, NO_HAT], [a, b]) == [0.5, 1.0]
 
 
-def test_total_reward_sums_preset():
-    # total_reward = sum over the preset's functions; correct graph: 1 + 5 + 0 (hard), 1 + 2 + 2 + 5 + 0 (soft)
+def test_total_reward_weighs_and_sums_a_preset():
+    # total_reward = the weighted sum over the preset; correct graph: 1 + 5 + 0 (hard), 1 + 2 + 2 + 5 + 0 (soft);
+    # without the hat, Hard Recall is 1/2: 1 + 5/2
     assert R.total_reward([CORRECT], [GT]) == [6.0]
-    assert R.total_reward([CORRECT], [GT], rewards=R.reward_preset("soft")) == [10.0]
+    assert R.total_reward([CORRECT], [GT], weights="soft") == [10.0]
+    assert R.total_reward([NO_HAT], [GT], weights={"format_reward": 1.0, "edge_hard_reward": 5.0}) == [3.5]
 
 
 def test_module_doctest():
@@ -397,5 +414,5 @@ def test_embedding_similarity_gives_partial_credit():
     assert one(relax, NO_HAT, gt) == 5.0
     assert 1.0 < one(acc, man, gt) < 2.0
     assert 0.0 < one(R.EdgeSoftReward(sim=sim), man, gt) < 5.0
-    for fn in R.reward_preset("relax", sim=sim):
+    for fn in R.make_rewards(R.PRESETS["relax"], sim=sim):
         assert fn.__name__ != "edge_relax_reward" or fn.sim is sim

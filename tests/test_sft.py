@@ -1,5 +1,6 @@
 """SFT through stock TRL: the answer-only loss mask, a few steps lower the loss, checkpoints resume to the same step
-count, and a run directory gets its config, CSV, curves, final model and metrics."""
+count, a run directory gets its config, CSV, curves, final model and metrics, and the command line offers every
+config field."""
 
 import json
 
@@ -10,8 +11,8 @@ from PIL import Image, ImageDraw
 
 from sgglib import prompts
 from sgglib.models import load_model_and_processor
-from sgglib.tiny import TinyModelConfig, build_tiny_model
-from sgglib.sft import PAPER_SFT, SFTRunConfig, make_train_dataset, train, trl_args
+from sgglib.embedded.model import TinyModelConfig, build_tiny_model
+from sgglib.train.sft import PAPER_SFT, SFTExamples, SFTRunConfig, main, train_sft, trl_args
 
 TINY = TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
                        mrope_section=(2, 3, 3), vision_depth=1, vision_embed_dim=32, vision_heads=2, vocab_size=400,
@@ -48,7 +49,7 @@ def collate(tiny_dir, n=4):
     from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
     _, processor = load_model_and_processor(tiny_dir)
-    ds = make_train_dataset(rows(n), "sgg", prompt="open")
+    ds = rows(n).with_transform(SFTExamples(prompt="open"))
     collator = DataCollatorForVisionLanguageModeling(processor, completion_only_loss=True)
     return processor, collator([ds[i] for i in range(n)])
 
@@ -96,7 +97,7 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(tiny_dir):
 
 
 def test_trl_config_is_cpu_friendly_and_answer_only(tmp_path, tiny_dir):
-    # TRL defaults gradient checkpointing on (slow on CPU, FACTS.md); we turn it off and keep the answer-only loss
+    # TRL defaults gradient checkpointing on (slow on CPU); we turn it off and keep the answer-only loss
     args = trl_args(cfg(tmp_path, tiny_dir), tmp_path)
     assert args.gradient_checkpointing is False and args.completion_only_loss is True
     assert args.remove_unused_columns is False
@@ -104,7 +105,7 @@ def test_trl_config_is_cpu_friendly_and_answer_only(tmp_path, tiny_dir):
 
 def test_train_writes_the_run_directory(tmp_path, tiny_dir):
     # a full tiny run through stock SFTTrainer: config, CSV (train + eval rows), curves, final model, metrics
-    result = train(cfg(tmp_path, tiny_dir, eval_steps=3), train_rows=rows(8), val_rows=rows(2))
+    result = train_sft(cfg(tmp_path, tiny_dir, eval_steps=3), train_rows=rows(8), val_rows=rows(2))
     run = result["run_dir"]
     assert result["global_step"] == 4
     for name in ("config.json", "metrics.csv", "curves.png", "metrics.json", "predictions.jsonl"):
@@ -131,11 +132,11 @@ def test_resume_after_interruption_reaches_the_same_step(tmp_path, tiny_dir):
                 control.should_training_stop = True
 
     config = cfg(tmp_path, tiny_dir, max_steps=6)
-    first = train(config, train_rows=rows(8), val_rows=rows(2), callbacks=[Interrupt()])
+    first = train_sft(config, train_rows=rows(8), val_rows=rows(2), extra_callbacks=[Interrupt()])
     assert first["global_step"] == 3
     ckpts = sorted(p.name for p in (first["run_dir"] / "checkpoints").iterdir())
     assert "checkpoint-2" in ckpts
-    second = train(config, train_rows=rows(8), val_rows=rows(2))
+    second = train_sft(config, train_rows=rows(8), val_rows=rows(2))
     assert second["global_step"] == 6
     logged_steps = [int(line.split(",")[0]) for line in (second["run_dir"] / "metrics.csv").read_text().splitlines()[1:]]
     assert max(logged_steps) == 6
@@ -144,10 +145,8 @@ def test_resume_after_interruption_reaches_the_same_step(tmp_path, tiny_dir):
 def test_lora_run(tmp_path, tiny_dir):
     # LoRA through TRL's peft_config: trains adapters, the step count is honoured, and final/ is a plain merged
     # checkpoint that the loaders read (adapters kept in final/adapter/)
-    from sgglib.models import load_model_and_processor
-
-    result = train(cfg(tmp_path, tiny_dir, max_steps=2, lora_r=4, lora_target_modules=("q_proj", "v_proj")),
-                   train_rows=rows(4), val_rows=rows(1))
+    result = train_sft(cfg(tmp_path, tiny_dir, max_steps=2, lora_r=4, lora_target_modules=["q_proj", "v_proj"]),
+                       train_rows=rows(4), val_rows=rows(1))
     assert result["global_step"] == 2
     final = result["run_dir"] / "final"
     assert (final / "adapter" / "adapter_config.json").exists() and not (final / "adapter_config.json").exists()
@@ -156,8 +155,8 @@ def test_lora_run(tmp_path, tiny_dir):
 
 
 def test_paper_preset_matches_the_reference_recipe():
-    # PAPER.md §3 / reference scripts/sft/2B_sgg.sh: lr 1e-5, 3 epochs, warmup 0.05, clip 0.3, bf16, batch 8×4 (×4 GPUs)
-    p = PAPER_SFT.validate()
+    # the reference's scripts/sft/2B_sgg.sh: lr 1e-5, 3 epochs, warmup 0.05, clip 0.3, bf16, batch 8×4 (×4 GPUs)
+    p = PAPER_SFT.check()
     assert (p.model, p.learning_rate, p.num_train_epochs, p.warmup_ratio, p.max_grad_norm, p.bf16) == (
         "Qwen/Qwen2-VL-2B-Instruct", 1e-5, 3, 0.05, 0.3, True)
     assert p.batch_size * p.grad_accum * 4 == 128 and p.max_steps == -1
@@ -168,12 +167,12 @@ def test_cpu_plain_loss_equals_trl_fused_loss(tmp_path, tiny_dir):
     # the mean NLL of the answer tokens
     from trl import SFTTrainer
 
-    from sgglib.sft import _plain_loss_trainer_class
+    from sgglib.train.sft import _plain_loss_trainer_class
 
     processor, batch = collate(tiny_dir)
     c = cfg(tmp_path, tiny_dir)
     model, _ = load_model_and_processor(tiny_dir)
-    train_ds = make_train_dataset(rows(4), "sgg", prompt="open")
+    train_ds = rows(4).with_transform(SFTExamples(prompt="open"))
     losses = []
     for cls in (SFTTrainer, _plain_loss_trainer_class()):
         trainer = cls(model=model, args=trl_args(c, tmp_path / cls.__name__), train_dataset=train_ds,
@@ -182,3 +181,34 @@ def test_cpu_plain_loss_equals_trl_fused_loss(tmp_path, tiny_dir):
         with torch.no_grad():
             losses.append(trainer.compute_loss(trainer.model, dict(batch)).item())
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_command_line_offers_every_field_bools_and_lists_included(capsys):
+    # generated from the dataclass: --bf16, --gradient-checkpointing, --no-resume and list fields exist, with the
+    # field docstrings as help
+    from sgglib.config import cli_parser, parse_cli
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for flag in ("--bf16", "--gradient-checkpointing", "--resume", "--no-resume", "--lora-target-modules",
+                 "--max-minutes", "--system-prompt"):
+        assert flag in text, flag
+    assert "trade compute for memory" in text  # a field docstring became its help
+    c = parse_cli(SFTRunConfig, ["--bf16", "--gradient-checkpointing", "--no-resume", "--lora-target-modules", "q_proj",
+                                 "v_proj", "--max-steps", "7"])
+    assert (c.bf16, c.gradient_checkpointing, c.resume, c.lora_target_modules, c.max_steps) == (
+        True, True, False, ["q_proj", "v_proj"], 7)
+    assert parse_cli(SFTRunConfig, []) == SFTRunConfig()  # no flags: exactly the dataclass defaults
+    assert len(cli_parser(SFTRunConfig)._actions) > len(SFTRunConfig.__dataclass_fields__)
+
+
+def test_command_line_reruns_a_saved_config(tmp_path):
+    # a run's config.json is a valid command line, later flags override it
+    from sgglib.config import parse_cli
+    from sgglib.runs import write_json
+
+    saved = SFTRunConfig(max_steps=9, prompt="mixed", lora_target_modules=["v_proj"], run_dir="x")
+    path = write_json(tmp_path / "config.json", saved)
+    assert parse_cli(SFTRunConfig, [str(path)]) == saved
+    assert parse_cli(SFTRunConfig, [str(path), "--max-steps", "3"]).max_steps == 3

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from sgglib import synthetic as S
+from sgglib.data import synthetic as S
 from sgglib.data import load_sgg, synthetic_dir, vocabulary
 from sgglib.graph import SceneGraph, category_of
 

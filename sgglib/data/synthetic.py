@@ -1,6 +1,6 @@
 """The embedded synthetic scene-graph world: coloured shapes on a grid, with a stated annotation rule.
 
-Why this world looks the way it does (FACTS.md, "What learning looked like"): a tiny from-scratch Qwen2-VL learns
+Why this world looks the way it does (``docs/findings.md#the-embedded-model-and-world``): a tiny from-scratch Qwen2-VL learns
 boxes and relations in minutes only when objects sit in the 28-px cells that each become one merged visual token,
 and when the background carries a position cue (a smooth colour gradient; the vision tower has 2-D RoPE but no
 absolute position embedding). The earlier aligned world (112 px, 2–4 objects, one relation each) was learned so
@@ -64,9 +64,9 @@ and the far positional ones rarer; measured counts are in ``notebooks/01_data_pr
 - ``p_nested``: frequency of ``inside`` and of two objects sharing one token.
 - ``relations_per_object``: relations per object (1 → about one per object); 2+ lengthens graphs and makes the
   tie-break rule matter.
-- ``jitter``: breaks the token alignment (boxes no longer on a lattice); FACTS.md suggests this hurts a lot.
+- ``jitter``: breaks the token alignment (boxes no longer on a lattice); early experiments suggest it hurts a lot.
 - ``background`` (``"gradient"`` | ``"uniform"``): removing the gradient removed the position cue and the learning
-  (AP@50 63 → 4 in FACTS.md).
+  (AP@50 63 → 4 in an early experiment).
 - ``contrast`` (0–1] and ``noise_std``: weaker, noisier objects.
 """
 
@@ -189,7 +189,7 @@ class WorldConfig:
 
 
 def background_mean(cfg: WorldConfig) -> tuple[float, float, float]:
-    """Mean background colour in [0, 1] per channel: the centre for pixel normalisation (FACTS.md)."""
+    """Mean background colour in [0, 1] per channel: the centre for pixel normalisation."""
     mid = (_BG_LO + _BG_HI) / 2
     return (mid / 255, mid / 255, _BG_BLUE / 255)
 

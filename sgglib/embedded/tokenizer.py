@@ -6,8 +6,9 @@ is ever ``<unk>``) on scene-graph JSON and prompt text, and give it what the res
 
 * Qwen's special tokens (``<|im_start|>``, ``<|im_end|>``, ``<|vision_start|>``, ``<|image_pad|>`` …), so the stock
   ``Qwen2VLProcessor`` logic expands image placeholders and the stock chat template renders conversations;
-* the integers ``0..1000`` (bare and after a space) as single tokens: Qwen2-VL writes boxes on a 0–1000 grid (PAPER.md §1), and FACTS.md found
-  that a tiny model learns coordinates far more easily when a number is one token rather than 2–3 digit pieces;
+* the integers ``0..1000`` (bare and after a space) as single tokens: Qwen2-VL writes boxes on a 0–1000 grid,
+  and a tiny model learns coordinates far more easily when a number is one token rather than 2–3 digit pieces
+  (``docs/findings.md#the-embedded-tokenizer``);
 * TRL's Qwen2.5-VL chat template (byte-identical to Qwen2-VL's), so ``assistant_only_loss`` can swap in TRL's
   training variant with ``{% generation %}`` markers.
 

@@ -1,4 +1,4 @@
-"""PSG (panoptic scene graphs, Yang et al. 2022) from ``psg.json`` + an image folder (PAPER.md §5).
+"""PSG (panoptic scene graphs, Yang et al. 2022) from ``psg.json`` + an image folder (``docs/method.md#data-sources``).
 
 ``psg.json`` holds ``data`` (one record per image: ``file_name``, ``height``, ``width``, ``image_id``,
 ``annotations`` [{``bbox`` xyxy in pixels, ``category_id``}], ``relations`` [[subject, object, predicate]] with
@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .data import DataError, LoadReport, Vocabulary, check_image, clean_graph, require
-from .graph import normalize_name
+from ..graph import normalize_name
+from .schema import DataError, LoadReport, Vocabulary, check_image, clean_graph, require
 
 TOP_KEYS = ("data", "thing_classes", "stuff_classes", "predicate_classes", "test_image_ids")
 

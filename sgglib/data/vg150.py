@@ -1,4 +1,4 @@
-"""VG150 from its raw files (the standard split of Xu et al. 2017, as Scene-Graph-Benchmark reads it; PAPER.md §5).
+"""VG150 from its raw files (the standard split of Xu et al. 2017, as Scene-Graph-Benchmark reads it).
 
 Files in one directory:
 
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .data import DataError, LoadReport, Vocabulary, check_image, clean_graph, require
-from .graph import normalize_name
+from ..graph import normalize_name
+from .schema import DataError, LoadReport, Vocabulary, check_image, clean_graph, require
 
 H5_NAME = "VG-SGG-with-attri.h5"
 DICTS_NAME = "VG-SGG-dicts-with-attri.json"
