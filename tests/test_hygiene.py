@@ -76,3 +76,36 @@ def test_no_broad_exception_handlers():
         if re.search(r"except\s*(Exception|BaseException)?\s*:", line) and "noqa: broad" not in line
     ]
     assert not offenders, offenders
+
+
+def _text_files() -> list[Path]:
+    out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    untracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.split()
+    suffixes = {".py", ".md", ".ipynb", ".json", ".yaml", ".yml", ".toml", ".txt", ".cfg", ""}
+    return [ROOT / p for p in out + untracked if Path(p).suffix in suffixes and (ROOT / p).is_file()
+            and not p.startswith("data/models/")]
+
+
+def test_nothing_cites_documents_outside_the_repo_or_issue_numbers():
+    # a clone holds no notes beyond its own docs/: code, notebooks and reports cite docs/ sections only
+    outside = re.compile(r"\b(PAPER|FACTS|STYLE)" + r"\.md\b|\.\./shared/|\b[Ii]ssue[ -#]?\d+\b")
+    offenders = [f"{p.relative_to(ROOT)}:{i + 1}" for p in _text_files()
+                 for i, line in enumerate(p.read_text(errors="replace").splitlines()) if outside.search(line)]
+    assert not offenders, offenders
+
+
+def _anchors(doc: Path) -> set[str]:
+    # GitHub's heading slugs: lowercase, punctuation dropped, spaces to hyphens
+    heads = [line.lstrip("#").strip() for line in doc.read_text().splitlines() if line.startswith("#")]
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in heads}
+
+
+def test_every_docs_link_points_to_a_heading_that_exists():
+    # `docs/method.md#rewards` in a docstring or notebook must land on a section of the repo's own docs
+    link = re.compile(r"(?:docs/)?(method|findings)\.md#([\w\-]+)")
+    anchors = {name: _anchors(ROOT / "docs" / f"{name}.md") for name in ("method", "findings")}
+    broken = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in _text_files() for m in link.finditer(p.read_text())
+              if m.group(2) not in anchors[m.group(1)]]
+    assert not broken, broken
+    assert "hard-recall--relax" in anchors["method"]  # the slug rule itself ("Hard Recall + Relax")

@@ -1,13 +1,13 @@
 """The embedded synthetic scene-graph world: coloured shapes on a grid, with a stated annotation rule.
 
-Why this world looks the way it does (``docs/findings.md#the-embedded-model-and-world``): a tiny from-scratch Qwen2-VL learns
-boxes and relations in minutes only when objects sit in the 28-px cells that each become one merged visual token,
+Why this world looks the way it does (``docs/findings.md#the-embedded-model-and-world``): a tiny from-scratch
+Qwen2-VL learns boxes and relations in minutes only when objects sit in the 28-px cells that each become one merged visual token,
 and when the background carries a position cue (a smooth colour gradient; the vision tower has 2-D RoPE but no
 absolute position embedding). The earlier aligned world (112 px, 2–4 objects, one relation each) was learned so
 well by SFT that GRPO had nothing left to fix, so the default here has *headroom*: the same 112 px (4×4 cells, 16
 visual tokens) but 3–7 objects, 16 categories, 13 predicates and nested objects. A larger world (224 px, 8×8 cells,
-4–12 objects) is one knob away, but the tiny model did not learn it in an 8-minute CPU SFT budget (failure rate
-64%, Recall 0 after 1,100 steps; ``reports/reference/world_tuning.json``).
+4–12 objects) is one knob away, but the tiny model did not learn it in an 8-minute CPU SFT budget (Recall 0 after
+about 1,150 steps; ``reports/reference/world_tuning.json``).
 
 **Scene.** ``n ~ U{min_objects..max_objects}`` objects. Top-level objects occupy distinct cells chosen uniformly.
 Each has a colour (first ``n_colors`` of :data:`COLORS`) and a shape (first ``n_shapes`` of :data:`SHAPES`), drawn
@@ -30,7 +30,7 @@ content immediately after its frame. Ids number each category in listing order: 
   never chosen as partners); ties are broken by listing order (earlier first).
 
 **Which predicate wins** for a pair (A, B), with ``dx = col(B) - col(A)``, ``dy = row(B) - row(A)`` (rows grow
-downwards): the first of these that holds, in :data:`PREDICATES` order —
+downwards): the first of these that holds, in this order (:func:`predicate`) —
 
 =================  =========================================================
 ``inside``         A is B's content
@@ -40,12 +40,12 @@ downwards): the first of these that holds, in :data:`PREDICATES` order —
 ``same color as``  same colour
 ``bigger than``    A is large, B is small
 ``smaller than``   A is small, B is large
-``near``           B's cell touches A's diagonally (|dx| = |dy| = 1)
+``left of``        same row (dy = 0) and dx > 0   (A is left of B)
+``right of``       same row and dx < 0
+``above``          same column (dx = 0) and dy > 0
+``below``          same column and dy < 0
 ``same shape as``  same shape
-``left of``        |dx| ≥ |dy| and dx > 0   (A is left of B)
-``right of``       |dx| ≥ |dy| and dx < 0
-``above``          |dy| > |dx| and dy > 0
-``below``          |dy| > |dx| and dy < 0
+``near``           anything else
 =================  =========================================================
 
 Every relation is a function of what is visible (cells, colours, shapes, sizes), so a perfect model reaches 100%

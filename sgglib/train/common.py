@@ -19,8 +19,9 @@ from __future__ import annotations
 import copy
 import csv
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Sequence
 
 from transformers import TrainerCallback
 
@@ -32,27 +33,90 @@ EVAL_KEYS = ("failure_rate", "ap50", "recall", "mean_recall", "recall_pooled")
 """the greedy-validation metrics logged as ``eval/<key>`` (the paper's table columns first)"""
 
 
-class RunSettings(Protocol):
-    """The fields of a run config (``SFTRunConfig``, ``GRPORunConfig``) that the shared machinery reads."""
+@dataclass
+class TrainConfig:
+    """The fields every training run shares (SFT, GRPO): data, prompt, optimisation, precision, LoRA, validation,
+    checkpoints, budget. :class:`~sgglib.train.sft.SFTRunConfig` and :class:`~sgglib.train.grpo.GRPORunConfig` add
+    their own and set their own defaults (the embedded world and tiny model on 2 CPU cores)."""
 
-    dataset: str
-    train_split: str
-    val_split: str
-    train_limit: int
-    val_limit: int
-    prompt: str
-    system_prompt: str
-    eval_steps: int
-    eval_batch_size: int
-    eval_max_new_tokens: int
-    lora_r: int
-    lora_alpha: int
-    lora_dropout: float
-    lora_target_modules: list[str]
+    dataset: str = "synthetic"
+    """:func:`sgglib.data.load_sgg` source: ``synthetic``, a VG150 directory, a ``psg.json``, a hub id"""
+    train_split: str = "train"
+    """split to train on (GRPO draws its prompts from it)"""
+    val_split: str = "val"
+    """split for periodic and final greedy validation"""
+    train_limit: int = 0
+    """cap on training images (0 = the whole split)"""
+    val_limit: int = 64
+    """validation images decoded at each evaluation (0 = no validation)"""
+    prompt: str = "closed"
+    """``closed`` (vocabulary listed; the paper's main setting) or ``open`` (SFT also takes ``mixed``)"""
+    system_prompt: str = "sft"
+    """system turn: ``sft`` (the reference's SFT prompt, "You are a helpful and multimodal AI assistant."), ``rl``
+    (the paper's R1-style think/answer prompt), ``none`` (the chat template's default) or the text itself"""
+    max_steps: int = 300
+    """optimizer steps; -1 = the epochs of the run (the paper)"""
+    grad_accum: int = 1
+    """gradient accumulation: micro-batches per optimizer step"""
+    learning_rate: float = 2e-5
+    """peak AdamW learning rate"""
+    lr_scheduler: str = "constant"
+    """transformers scheduler name"""
+    warmup_ratio: float = 0.0
+    """fraction of steps warming up"""
+    max_grad_norm: float = 1.0
+    """gradient clipping"""
+    dtype: str = "float32"
+    """weights dtype when loading (``bfloat16`` on GPU)"""
+    bf16: bool = False
+    """bf16 mixed precision (GPU)"""
+    attn_implementation: str = "sdpa"
+    """``sdpa``, ``eager`` or ``flash_attention_2`` (GPU)"""
+    gradient_checkpointing: bool = False
+    """trade compute for memory; TRL turns it on by default, which only slows the tiny CPU model"""
+    lora_r: int = 0
+    """LoRA rank; 0 = full fine-tuning. ``final/`` holds the merged model either way (adapters in
+    ``final/adapter/``)"""
+    lora_alpha: int = 16
+    """LoRA scaling"""
+    lora_dropout: float = 0.0
+    """LoRA dropout"""
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    """modules that get adapters"""
+    logging_steps: int = 1
+    """write a ``train/…`` row every N steps (TRL averages its metrics over them)"""
+    eval_steps: int = 50
+    """greedy validation every N steps (0 = only at the end)"""
+    eval_batch_size: int = 32
+    """images per generate() call during validation"""
+    eval_max_new_tokens: int = 400
+    """generation budget during validation (the paper: 2048; answers of the default world take 75–250 tokens of
+    the tiny tokenizer, and a budget that cuts an answer makes it a ``truncated`` failure)"""
+    save_steps: int = 100
+    """checkpoint every N steps"""
+    save_total_limit: int = 2
+    """checkpoints kept"""
+    resume: bool = True
+    """resume from the newest checkpoint in the run directory if there is one"""
+    max_minutes: float = 0.0
+    """stop training after this many minutes of wall time (0 = no limit); the checkpoint and final validation still
+    happen"""
+    seed: int = 0
+    """seed for data order, sampling, dropout and the prompt mix"""
+    run_dir: str = ""
+    """run directory (relative paths go under reports/); "" = reports/<kind>-<timestamp>"""
+
+    def check(self):
+        """Raise ``ValueError`` for an impossible setting; returns the config."""
+        if self.max_steps == 0 or self.grad_accum < 1:
+            raise ValueError("max_steps must be -1 or positive and grad_accum >= 1")
+        if self.learning_rate <= 0 or not 0 <= self.warmup_ratio < 1:
+            raise ValueError("learning_rate > 0 and 0 <= warmup_ratio < 1 required")
+        return self
 
 
 # -- rows ---------------------------------------------------------------------------------------------------------
-def load_rows(cfg: RunSettings, train_rows=None, val_rows=None) -> tuple[Any, list[dict] | None]:
+def load_rows(cfg: TrainConfig, train_rows=None, val_rows=None) -> tuple[Any, list[dict] | None]:
     """``(training rows, validation rows)``: loaded from ``cfg.dataset`` unless given, the training rows capped at
     ``train_limit`` (0 = all), the first ``val_limit`` validation rows as a list (None when ``val_limit`` is 0)."""
     if train_rows is None:
@@ -66,7 +130,35 @@ def load_rows(cfg: RunSettings, train_rows=None, val_rows=None) -> tuple[Any, li
     return train_rows, [val_rows[i] for i in range(min(cfg.val_limit, len(val_rows)))]
 
 
-def lora_config(cfg: RunSettings):
+def trainer_kwargs(cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
+    """The ``transformers.TrainingArguments`` fields both TRL configs take from a :class:`TrainConfig` (the rest is
+    each trainer's own): optimisation, precision, logging, checkpoints, seeds; no tqdm (:class:`Progress` prints)."""
+    import torch
+
+    return dict(
+        output_dir=str(output_dir),
+        max_steps=cfg.max_steps,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
+        max_grad_norm=cfg.max_grad_norm,
+        bf16=cfg.bf16,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        remove_unused_columns=False,  # the row transforms need every stored column; GRPO's rewards read them
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def lora_config(cfg: TrainConfig):
     """The PEFT ``LoraConfig`` of a run, or None for full fine-tuning (``lora_r`` 0)."""
     if not cfg.lora_r:
         return None
@@ -130,7 +222,7 @@ class CSVLogger(TrainerCallback):
 
 
 # -- greedy validation ---------------------------------------------------------------------------------------------
-def greedy_validation(model, processor, rows, cfg: RunSettings, vocabulary=None,
+def greedy_validation(model, processor, rows, cfg: TrainConfig, vocabulary=None,
                       out_path: Path | None = None) -> dict[str, Any]:
     """Greedy decode ``rows`` with the run's prompt and system turn, and score them (``mixed`` prompts validate on
     the closed prompt)."""
@@ -149,7 +241,7 @@ class GreedyValidation(TrainerCallback):
     """Every ``cfg.eval_steps`` (and at step 0 with ``at_start``): :func:`greedy_validation` on the validation rows,
     an ``eval/…`` row in the CSV and a printed line; main process only. The step-0 metrics stay as :attr:`initial`."""
 
-    def __init__(self, processor, rows, cfg: RunSettings, logger: CSVLogger, vocabulary=None, at_start: bool = False):
+    def __init__(self, processor, rows, cfg: TrainConfig, logger: CSVLogger, vocabulary=None, at_start: bool = False):
         self.processor, self.rows, self.cfg, self.logger, self.vocabulary = processor, rows, cfg, logger, vocabulary
         self.at_start = at_start
         self.initial: dict[str, Any] | None = None
@@ -237,7 +329,7 @@ class TimeBudget(TrainerCallback):
             control.should_save = True
 
 
-def callbacks(cfg: RunSettings, label: str, run_dir: Path, processor, val_rows, vocabulary=None,
+def callbacks(cfg: TrainConfig, label: str, run_dir: Path, processor, val_rows, vocabulary=None,
               validate_at_start: bool = False, max_minutes: float = 0.0) -> tuple[CSVLogger, GreedyValidation | None,
                                                                                   list[TrainerCallback]]:
     """The logger, the validation callback (None without validation rows or ``eval_steps``) and the full list
@@ -284,7 +376,7 @@ def save_final(trainer, processor, final: str | Path) -> Path:
     return final
 
 
-def finish_run(trainer, processor, run_dir: Path, cfg: RunSettings, val_rows, vocabulary, logger: CSVLogger,
+def finish_run(trainer, processor, run_dir: Path, cfg: TrainConfig, val_rows, vocabulary, logger: CSVLogger,
                validation: GreedyValidation | None, curve_panels: Sequence, extra: dict[str, Any] | None = None,
                ) -> dict[str, Any]:
     """Save ``final/``; on the main process validate it into ``predictions.jsonl`` and ``metrics.json`` (with the

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -41,13 +41,14 @@ from ..config import parse_cli
 from ..models import box_convention, load_model_and_processor, pixel_bounds
 from ..parse import completion_text, parse_completion
 from ..runs import make_run_dir, repo_path, reports_dir, write_json
-from .common import EVAL_KEYS, MEASURE_ONLY, callbacks, finish_run, last_checkpoint, load_rows, lora_config
+from .common import (EVAL_KEYS, MEASURE_ONLY, TrainConfig, callbacks, finish_run, last_checkpoint, load_rows,
+                     lora_config, trainer_kwargs)
 
 
 @dataclass
-class GRPORunConfig:
-    """One GRPO run. Defaults: the embedded world and tiny model on 2 CPU cores; :data:`PAPER_GRPO` holds the paper's
-    real-path parameters."""
+class GRPORunConfig(TrainConfig):
+    """One GRPO run: the shared :class:`~sgglib.train.common.TrainConfig` fields and GRPO's own. Defaults: the
+    embedded world and tiny model on 2 CPU cores; :data:`PAPER_GRPO` holds the paper's real-path parameters."""
 
     init: str = "sft"
     """``sft`` (R1-SGG: the newest SFT ``final/`` under ``reports/``, from notebook 03 or ``make demo``), ``base``
@@ -55,21 +56,8 @@ class GRPORunConfig:
     model_id: str = "tiny-base"
     """the base model ``init="base"`` starts from: an embedded name, a directory or a hub id
     (``Qwen/Qwen2-VL-2B-Instruct`` on the real path)"""
-    dataset: str = "synthetic"
-    """``sgglib.data.load_sgg`` source"""
-    train_split: str = "train"
-    """split the prompts are drawn from"""
-    val_split: str = "val"
-    """split for greedy validation"""
-    train_limit: int = 0
-    """cap on training images (0 = the whole split)"""
-    val_limit: int = 64
-    """validation images decoded at each evaluation (0 = no validation)"""
     prompt: str = "closed"
     """``closed`` (vocabulary listed; the paper's main setting) or ``open``"""
-    system_prompt: str = "sft"
-    """system turn for rollouts and validation: ``sft`` (the plain prompt the embedded model was SFT'd with; it never
-    saw another), ``rl`` (the paper's R1-style think/answer prompt, :data:`PAPER_GRPO`), ``none`` or the text"""
     rewards: str = "hard"
     """a preset (``hard`` = format + Hard Recall, ``relax``, ``soft`` = format + node_acc + node_box + edge_soft; each
     with the size guard) or explicit weights ``"format_reward:1,edge_hard_reward:5"`` (names from
@@ -79,7 +67,8 @@ class GRPORunConfig:
     ``(max count / count of its predicate in the training split) ** power``; 0 = off (the paper), 0.5 a middle
     ground, 1 ≈ every predicate equal (what mRecall measures). See ``rewards.rare_predicate_weights``"""
     reward_sim: str = "exact"
-    """name similarity for relax/soft rewards: ``exact`` or ``embedding`` (all-MiniLM-L6-v2; ``docs/method.md#name-similarity``)"""
+    """name similarity for relax/soft rewards: ``exact`` or ``embedding`` (all-MiniLM-L6-v2;
+    ``docs/method.md#name-similarity``)"""
     format_strict: bool = False
     """True: the format reward needs ``<think>…</think><answer>…</answer>`` (the reference, :data:`PAPER_GRPO`);
     False (default): it also pays half for a valid untagged graph (the reference's unused non-strict mode) — with
@@ -87,20 +76,13 @@ class GRPORunConfig:
     group_size: int = 8
     """G, completions sampled per prompt (the paper: 8; 16 was more stable)"""
     prompts_per_step: int = 4
-    """prompts per optimizer step across all processes (the paper: 32); completions per step = this × G"""
-    grad_accum: int = 1
-    """micro-batches per optimizer step (per-device batch = prompts_per_step × G / processes / grad_accum)"""
+    """prompts per optimizer step across all processes (the paper: 32); completions per step = this × G; the
+    per-device batch is prompts_per_step × G / processes / grad_accum"""
     max_steps: int = 300
     """optimizer steps; -1 = one epoch over the training split (the paper)"""
     learning_rate: float = 2e-5
     """AdamW learning rate (the paper: 6e-7; on the embedded model 1e-4 diverged and 2e-5 was stable,
     ``docs/findings.md#grpo-from-sft``)"""
-    lr_scheduler: str = "constant"
-    """transformers scheduler name"""
-    warmup_ratio: float = 0.0
-    """fraction of steps warming up"""
-    max_grad_norm: float = 1.0
-    """gradient clipping"""
     beta: float = 0.0
     """KL coefficient (the paper: 0 beat 0.04); > 0 loads a reference model"""
     epsilon: float = 0.2
@@ -120,23 +102,6 @@ class GRPORunConfig:
     """nucleus sampling (the paper: 0.9)"""
     top_k: int = 0
     """top-k sampling, 0 = off (the paper: 50)"""
-    lora_r: int = 0
-    """LoRA rank; 0 = full fine-tuning. ``final/`` holds the merged model either way (adapters in
-    ``final/adapter/``)"""
-    lora_alpha: int = 16
-    """LoRA scaling"""
-    lora_dropout: float = 0.0
-    """LoRA dropout"""
-    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    """modules that get adapters"""
-    dtype: str = "float32"
-    """weights dtype when loading (``bfloat16`` on GPU)"""
-    bf16: bool = False
-    """bf16 mixed precision (GPU)"""
-    attn_implementation: str = "sdpa"
-    """``sdpa``, ``eager`` or ``flash_attention_2`` (GPU)"""
-    gradient_checkpointing: bool = False
-    """trade compute for memory; TRL turns it on by default, which only slows the tiny CPU model"""
     max_pixels: int | None = None
     """processor's max pixels (the paper: 512·28·28 in GRPO); None = the checkpoint's"""
     use_vllm: bool = False
@@ -147,29 +112,9 @@ class GRPORunConfig:
     """share of each GPU vLLM may take in colocate mode"""
     vllm_server_host: str = "0.0.0.0"
     """host of the ``trl vllm-serve`` process in server mode"""
-    logging_steps: int = 1
-    """write a ``train/…`` row every N steps (TRL averages its metrics over them)"""
-    eval_steps: int = 50
-    """greedy validation every N steps (and at step 0); 0 = only at the end"""
-    eval_batch_size: int = 32
-    """images per generate() call during validation"""
-    eval_max_new_tokens: int = 400
-    """generation budget during validation (the paper: 2048)"""
-    save_steps: int = 100
-    """checkpoint every N steps"""
-    save_total_limit: int = 2
-    """checkpoints kept"""
-    resume: bool = True
-    """resume from the newest checkpoint in the run directory if there is one"""
-    max_minutes: float = 0.0
-    """stop after this many minutes of training (0 = no limit; single process only); the final save and validation
-    still run"""
-    seed: int = 0
-    """seed for prompt order and sampling"""
-    run_dir: str = ""
-    """run directory (relative paths go under reports/); "" = reports/grpo-<timestamp>"""
     extra: str = ""
-    """further ``trl.GRPOConfig`` fields as a JSON object, passed through unchanged (``'{"vllm_server_port": 8001}'``)"""
+    """further ``trl.GRPOConfig`` fields as a JSON object, passed through unchanged
+    (``'{"vllm_server_port": 8001}'``)"""
 
     def reward_weights(self) -> dict[str, float]:
         """``{reward name: weight}`` of :attr:`rewards` (:func:`sgglib.rewards.reward_weights`)."""
@@ -177,24 +122,25 @@ class GRPORunConfig:
 
     def check(self) -> "GRPORunConfig":
         """Raise ``ValueError`` for an impossible setting; returns the config."""
+        super().check()
         self.reward_weights()
         if self.extra and not isinstance(json.loads(self.extra), dict):
             raise ValueError(f"extra must be a JSON object of GRPOConfig fields, got {self.extra!r}")
         if self.group_size < 2:
             raise ValueError("group_size must be >= 2 (the advantage is relative to the group)")
-        if self.prompts_per_step < 1 or self.grad_accum < 1 or self.max_steps == 0:
-            raise ValueError("prompts_per_step, grad_accum >= 1 and max_steps -1 or positive required")
+        if self.prompts_per_step < 1:
+            raise ValueError("prompts_per_step must be >= 1")
         if self.prompt not in ("open", "closed") or self.vllm_mode not in ("colocate", "server"):
             raise ValueError("prompt must be open/closed and vllm_mode colocate/server")
-        if self.learning_rate <= 0 or self.beta < 0 or not 0 < self.top_p <= 1 or self.temperature <= 0:
-            raise ValueError("learning_rate > 0, beta >= 0, 0 < top_p <= 1 and temperature > 0 required")
+        if self.beta < 0 or not 0 < self.top_p <= 1 or self.temperature <= 0:
+            raise ValueError("beta >= 0, 0 < top_p <= 1 and temperature > 0 required")
         if self.rare_predicate_power < 0:
             raise ValueError(f"rare_predicate_power must be >= 0, got {self.rare_predicate_power}")
         return self
 
 
-# The paper's GRPO (docs/method.md#training-recipes; reference scripts/grpo/*): from the SFT checkpoint of Qwen2-VL-2B-Instruct, VG150,
-# 1 epoch, 32 prompts/step × G = 8, lr 6e-7, β = 0, temperature 1.0, top_p 0.9, top_k 50, 1024 completion tokens,
+# The paper's GRPO (docs/method.md#training-recipes; the reference's scripts/grpo/*): from the SFT checkpoint of
+# Qwen2-VL-2B-Instruct, VG150, 1 epoch, 32 prompts/step × G = 8, lr 6e-7, β = 0, temperature 1.0, top_p 0.9, top_k 50, 1024 completion tokens,
 # max_pixels 512·28·28, ε = 0.2, bf16, vLLM rollouts. Its old TRL fork normalised the loss per sequence (``grpo``)
 # and scaled advantages by the group std. 16 GPUs × 2 completions each (grad_accum 8 on one 8-GPU node).
 PAPER_GRPO = GRPORunConfig(
@@ -301,31 +247,23 @@ rises while recall falls is reward hacking), sampled against greedy, and the siz
 # -- the run --------------------------------------------------------------------------------------------------------
 def trl_args(cfg: GRPORunConfig, output_dir: Path, num_processes: int = 1):
     """The TRL ``GRPOConfig`` of a run (separate so tests and notebooks can inspect it)."""
-    import torch
     from trl import GRPOConfig
 
     completions = cfg.prompts_per_step * cfg.group_size
     if completions % (num_processes * cfg.grad_accum):
         raise ValueError(f"prompts_per_step × group_size = {completions} must divide by processes × grad_accum "
                          f"= {num_processes * cfg.grad_accum}")
-    weights = [*cfg.reward_weights().values(), 0.0]  # the order of build_rewards: the config's rewards, SampledStats
     kwargs = dict(
-        output_dir=str(output_dir),
-        max_steps=cfg.max_steps,
+        **trainer_kwargs(cfg, output_dir),
         num_train_epochs=1,
         per_device_train_batch_size=completions // (num_processes * cfg.grad_accum),
-        gradient_accumulation_steps=cfg.grad_accum,
         num_generations=cfg.group_size,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
-        max_grad_norm=cfg.max_grad_norm,
         beta=cfg.beta,
         epsilon=cfg.epsilon,
         num_iterations=cfg.num_iterations,
         loss_type=cfg.loss_type,
         scale_rewards=cfg.scale_rewards,
-        reward_weights=weights,
+        reward_weights=[*cfg.reward_weights().values(), 0.0],  # build_rewards' order: the config's, SampledStats
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,
         top_p=cfg.top_p,
@@ -334,18 +272,6 @@ def trl_args(cfg: GRPORunConfig, output_dir: Path, num_processes: int = 1):
         vllm_mode=cfg.vllm_mode,
         vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
         vllm_server_host=cfg.vllm_server_host,
-        bf16=cfg.bf16,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        remove_unused_columns=False,  # keep solution / box_scale for the rewards
-        logging_steps=cfg.logging_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available(),
     )
     return GRPOConfig(**{**kwargs, **(json.loads(cfg.extra) if cfg.extra else {})})  # extra fields override ours
 

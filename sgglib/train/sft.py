@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -34,106 +34,58 @@ from .. import data, prompts
 from ..config import parse_cli
 from ..models import box_convention, load_model_and_processor, pixel_bounds
 from ..runs import make_run_dir, write_json
-from .common import EVAL_KEYS, callbacks, finish_run, last_checkpoint, load_rows, lora_config
+from .common import (EVAL_KEYS, TrainConfig, callbacks, finish_run, last_checkpoint, load_rows, lora_config,
+                     trainer_kwargs)
 
 
 @dataclass
-class SFTRunConfig:
-    """One SFT run. Defaults: the embedded world and tiny model on 2 CPU cores (see :data:`PAPER_SFT` for the
-    paper's real-path parameters)."""
+class SFTRunConfig(TrainConfig):
+    """One SFT run: the shared :class:`~sgglib.train.common.TrainConfig` fields and SFT's own. Defaults: the embedded
+    world and tiny model on 2 CPU cores (:data:`PAPER_SFT` holds the paper's real-path parameters)."""
 
     model: str = "tiny-base"
     """hub id, local directory, or an embedded name (``tiny-base``, ``tiny-init``)"""
-    dataset: str = "synthetic"
-    """dataset name for ``sgglib.data.load_sgg`` (``synthetic``, ``vg150``, ``psg``)"""
-    train_split: str = "train"
-    """split to train on"""
-    val_split: str = "val"
-    """split for periodic and final validation"""
-    train_limit: int = 0
-    """cap on training images (0 = the whole split)"""
-    val_limit: int = 64
-    """validation images decoded at each evaluation (0 = no validation)"""
     prompt: str = "closed"
     """``open``, ``closed`` (vocabulary listed) or ``mixed`` (each example picks one at random)"""
-    system_prompt: str = "sft"
-    """system turn: ``sft`` (the reference's SFT: "You are a helpful and multimodal AI assistant."), ``rl`` (the
-    think/answer prompt), ``none`` (the chat template's default) or the text itself"""
-    run_dir: str = ""
-    """run directory (relative paths go under reports/); "" = reports/sft-<timestamp>"""
     max_steps: int = 1000
     """optimizer steps; -1 = run ``num_train_epochs``"""
     num_train_epochs: float = 1.0
     """epochs when ``max_steps`` is -1"""
     batch_size: int = 16
-    """per-device batch size"""
-    grad_accum: int = 1
-    """gradient accumulation steps (effective batch = batch_size × grad_accum × devices)"""
+    """per-device batch size (effective batch = batch_size × grad_accum × devices)"""
     learning_rate: float = 2e-3
-    """peak AdamW learning rate (2e-3 suits the 0.6 M tiny model; the paper used 1e-5 for 2B/7B)"""
+    """peak AdamW learning rate (2e-3 suits the 1 M tiny model; the paper used 1e-5 for 2B/7B)"""
     lr_scheduler: str = "cosine"
     """transformers scheduler name"""
     warmup_ratio: float = 0.05
     """fraction of steps spent warming up"""
     weight_decay: float = 0.0
     """AdamW weight decay"""
-    max_grad_norm: float = 1.0
-    """gradient clipping (the paper: 0.3)"""
     max_length: int | None = 2048
     """truncate sequences (prompt + image tokens + answer) to this many tokens"""
-    dtype: str = "float32"
-    """model weights dtype when loading (``bfloat16`` on GPU)"""
-    bf16: bool = False
-    """bf16 mixed precision (GPU)"""
-    attn_implementation: str = "sdpa"
-    """``sdpa``, ``eager`` or ``flash_attention_2`` (GPU)"""
-    gradient_checkpointing: bool = False
-    """trade compute for memory; TRL turns it on by default, which only slows the tiny CPU model"""
-    lora_r: int = 0
-    """LoRA rank; 0 = full fine-tuning. ``final/`` holds the merged model either way (adapters in
-    ``final/adapter/``)"""
-    lora_alpha: int = 16
-    """LoRA scaling"""
     lora_dropout: float = 0.05
     """LoRA dropout"""
-    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    """modules that get adapters"""
     logging_steps: int = 10
     """log train loss / lr / grad norm every N steps"""
     eval_steps: int = 200
     """greedy-decode ``val_limit`` images and score them every N steps (0 = only at the end)"""
-    eval_batch_size: int = 32
-    """images per generate() call during validation"""
-    eval_max_new_tokens: int = 400
-    """generation budget during validation (answers of the default world take 75–250 tokens of the tiny
-    tokenizer; a budget that cuts an answer makes it a ``truncated`` failure)"""
     save_steps: int = 500
     """checkpoint every N steps"""
-    save_total_limit: int = 2
-    """checkpoints kept"""
-    resume: bool = True
-    """resume from the newest checkpoint in the run directory if there is one"""
-    max_minutes: float = 0.0
-    """stop training after this many minutes of wall time (0 = no limit; the checkpoint and final evaluation still
-    happen)"""
-    seed: int = 0
-    """seed for data order, dropout and the prompt mix"""
     dataloader_num_workers: int = 0
     """collation workers (0 = in the training process)"""
 
     def check(self) -> "SFTRunConfig":
         """Raise ``ValueError`` for an impossible setting; returns the config."""
+        super().check()
         if self.prompt not in ("open", "closed", "mixed"):
             raise ValueError(f"prompt must be open, closed or mixed, got {self.prompt!r}")
-        if self.max_steps == 0 or self.batch_size < 1 or self.grad_accum < 1:
-            raise ValueError("max_steps must be -1 or positive; batch_size and grad_accum >= 1")
-        if self.learning_rate <= 0 or not 0 <= self.warmup_ratio < 1:
-            raise ValueError("learning_rate > 0 and 0 <= warmup_ratio < 1 required")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
         return self
 
 
-# The paper's SFT (docs/method.md#training-recipes; reference scripts/sft/2B_sgg.sh): Qwen2-VL-2B-Instruct, VG150 train, open prompt,
-# 3 epochs, effective batch 128 (per device 8 × accumulation 4 × 4 GPUs; on one GPU use grad_accum=16), AdamW lr
+# The paper's SFT (docs/method.md#training-recipes; the reference's scripts/sft/2B_sgg.sh): Qwen2-VL-2B-Instruct,
+# VG150 train, open prompt, 3 epochs, effective batch 128 (per device 8 × accumulation 4 × 4 GPUs; on one GPU use grad_accum=16), AdamW lr
 # 1e-5, warmup 0.05, max_grad_norm 0.3, bf16, flash-attention 2, seed 42. The transformers default (linear)
 # scheduler. min/max pixels 3136 / 1024·28·28 are the processor's defaults for that checkpoint.
 PAPER_SFT = SFTRunConfig(
@@ -174,32 +126,14 @@ def trl_args(cfg: SFTRunConfig, output_dir: Path):
     from trl import SFTConfig
 
     return SFTConfig(
-        output_dir=str(output_dir),
-        max_steps=cfg.max_steps,
+        **trainer_kwargs(cfg, output_dir),
         num_train_epochs=cfg.num_train_epochs,
         per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
         weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
         max_length=cfg.max_length,
-        bf16=cfg.bf16,
-        gradient_checkpointing=cfg.gradient_checkpointing,
         completion_only_loss=True,  # loss on the answer tokens only
-        remove_unused_columns=False,  # the transform needs every stored column
-        logging_steps=cfg.logging_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
         eval_strategy="no",
-        seed=cfg.seed,
-        data_seed=cfg.seed,
         dataloader_num_workers=cfg.dataloader_num_workers,
-        report_to="none",
-        disable_tqdm=True,
-        use_cpu=not _has_accelerator(),
     )
 
 
