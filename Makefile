@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sgglib-installed
 
-.PHONY: install demo demo-eval test test-all bench bench-grpo ablation clean-notebooks
+.PHONY: install demo demo-eval test test-all bench bench-grpo gpu-wheels ablation clean-notebooks
 
 install: $(STAMP)
 
@@ -42,9 +42,16 @@ bench: $(STAMP)
 ablation: $(STAMP)
 	$(PY) -m sgglib.ablation $(ARGS)
 
-# GRPO throughput; on a GPU machine run `$(PY) benchmarks/grpo_throughput.py` (Qwen2-VL-2B dimensions)
+# GRPO throughput; on a GPU machine run `bash benchmarks/gpu_check.sh` (Qwen2-VL-2B dimensions, the paper's batch)
 bench-grpo: $(STAMP)
 	$(PY) benchmarks/grpo_throughput.py --tiny
+
+# wheels of the pure-Python packages a bare GPU image lacks (Python 3.12, x86-64), into .whl/ for gpu_check.sh
+GPU_WHEELS ?= trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 fsspec==2026.9.0 pycocotools==2.0.11
+gpu-wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		--platform any -d .whl $(GPU_WHEELS)
 
 clean-notebooks: $(STAMP)
 	$(VENV)/bin/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb

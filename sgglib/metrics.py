@@ -6,7 +6,8 @@ Semantics follow the reference evaluator (``src/vg150_eval.py`` of gpt4vision/R1
 with nothing to average (no GT relation at all, no zero-shot triplet) is NaN, never a made-up 0.
 
 **Box frames.** All comparisons happen with boxes normalised to [0, 1] by the *original* image size (the rewards'
-frame, ``docs/method.md#box-conventions``); IoU is invariant to per-axis scaling, so the numbers equal those computed in pixels.
+frame, ``docs/method.md#box-conventions``); IoU is invariant to per-axis scaling, so the numbers equal those in
+pixels.
 Ground truth states its frame: a mapping with ``width``/``height`` (the loaders' row schema) holds original-image
 pixels; a :class:`SceneGraph` or a mapping without a size must be normalised already (a coordinate > 1 raises).
 Predictions need ``pred_box_scale`` (no default: frames are where the reference had its bugs); boxes are divided

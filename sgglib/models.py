@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -34,9 +35,30 @@ DEFAULT_MODEL = "tiny-base"
 
 
 # -- processors without torchvision ----------------------------------------------------------------------------------
-class SGGQwen2VLProcessor(Qwen2VLProcessor):
+class _SavesStockLoadable:
+    """Saving writes a checkpoint the stock processor classes also read: ``processor_config.json`` names the stock
+    class and carries a ``video_processor`` entry (the image processor's settings). Without that entry transformers'
+    stock ``Qwen2VLProcessor.from_pretrained`` — the path taken wherever torchvision works, i.e. on GPU machines —
+    stops with "Can't load video processor". Videos themselves are not supported."""
+
+    stock_class = "Qwen2VLProcessor"
+    video_processor_type = "Qwen2VLVideoProcessor"
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        out = super().save_pretrained(save_directory, *args, **kwargs)
+        path = Path(save_directory) / "processor_config.json"
+        config = json.loads(path.read_text()) if path.exists() else {}
+        image = config.get("image_processor") or self.image_processor.to_dict()
+        video = {k: v for k, v in image.items() if k not in ("image_processor_type", "_processor_class")}
+        config.setdefault("video_processor", {**video, "video_processor_type": self.video_processor_type})
+        config["processor_class"] = self.stock_class
+        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        return out
+
+
+class SGGQwen2VLProcessor(_SavesStockLoadable, Qwen2VLProcessor):
     """``Qwen2VLProcessor`` minus the video processor (which needs torchvision). Images and text behave exactly as in
-    the stock class; ``save_pretrained``/``from_pretrained`` round-trip. Videos are not supported."""
+    the stock class; saved checkpoints load with this class and with the stock one. Videos are not supported."""
 
     image_processor_class = "Qwen2VLImageProcessorPil"
 
@@ -44,10 +66,11 @@ class SGGQwen2VLProcessor(Qwen2VLProcessor):
         super().__init__(image_processor, tokenizer, video_processor=None, chat_template=chat_template, **kwargs)
 
 
-class SGGQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
+class SGGQwen2_5_VLProcessor(_SavesStockLoadable, Qwen2_5_VLProcessor):
     """The same for Qwen2.5-VL."""
 
     image_processor_class = "Qwen2VLImageProcessorPil"
+    stock_class = "Qwen2_5_VLProcessor"
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
         super().__init__(image_processor, tokenizer, video_processor=None, chat_template=chat_template, **kwargs)
@@ -70,16 +93,19 @@ def _model_type(path: str | Path) -> str:
     return AutoConfig.from_pretrained(path).model_type
 
 
-def load_processor(name_or_path: str | Path, min_pixels: int | None = None, max_pixels: int | None = None):
+def load_processor(name_or_path: str | Path, min_pixels: int | None = None, max_pixels: int | None = None,
+                   stock: bool | None = None):
     """The processor for a Qwen2-VL / Qwen2.5-VL checkpoint; raises ``TypeError`` if we got a bare tokenizer.
 
-    ``min_pixels``/``max_pixels`` bound the resized image (the paper: 512·28·28 for GRPO, 1024·28·28 for
-    evaluation; ``docs/method.md#box-conventions``).
+    ``min_pixels``/``max_pixels`` bound the resized image (None or 0: the checkpoint's; the paper: 512·28·28 for
+    GRPO, 1024·28·28 for evaluation; ``docs/method.md#box-conventions``). ``stock``: transformers' own processor
+    class (torchvision image and video processors), the default where torchvision works; else the torchvision-free
+    subclass with the PIL image processor.
     """
-    kwargs = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
+    kwargs = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v}
     path = resolve_model(name_or_path)
     qwen25 = _model_type(path) == "qwen2_5_vl"
-    if has_torchvision():
+    if has_torchvision() if stock is None else stock:
         stock = Qwen2_5_VLProcessor if qwen25 else Qwen2VLProcessor
         processor = stock.from_pretrained(path, **kwargs)
     else:
@@ -108,10 +134,25 @@ def resolve_model(name_or_path: str | Path | None) -> str:
     return name
 
 
+def attention_implementation(name: str = "auto") -> str:
+    """``auto``: ``flash_attention_2`` on a CUDA GPU where the flash-attn package is installed, else ``sdpa``. An
+    explicit ``flash_attention_2`` without flash-attn falls back to ``sdpa`` with a warning (it is an optional GPU
+    dependency; loading would otherwise fail)."""
+    import torch
+
+    flash = torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
+    if name == "auto":
+        return "flash_attention_2" if flash else "sdpa"
+    if name == "flash_attention_2" and not flash:
+        warnings.warn("flash_attention_2 needs a CUDA GPU and `pip install flash-attn`; using sdpa", stacklevel=2)
+        return "sdpa"
+    return name
+
+
 def load_model_and_processor(
     name_or_path: str | Path | None = None,
     dtype: str = "auto",
-    attn_implementation: str | None = "sdpa",
+    attn_implementation: str = "auto",
     lora: Any = None,
     device: str | None = None,
     min_pixels: int | None = None,
@@ -119,9 +160,11 @@ def load_model_and_processor(
 ):
     """Load a Qwen2-VL or Qwen2.5-VL model and its processor from a hub id, a directory or an embedded name.
 
-    ``dtype``: ``"auto"`` (the checkpoint's), ``"float32"``, ``"bfloat16"``…; ``attn_implementation``: ``"sdpa"``,
-    ``"eager"``, ``"flash_attention_2"`` (GPU). ``lora``: ``None`` (full model) or a PEFT ``LoraConfig`` / dict of
-    its fields; the returned model is then a ``PeftModel`` with only the adapters trainable.
+    ``dtype``: ``"auto"`` (the checkpoint's), ``"float32"``, ``"bfloat16"``…; ``attn_implementation``: ``"auto"``
+    (:func:`attention_implementation`), ``"sdpa"``, ``"eager"``, ``"flash_attention_2"``. ``device``: where the
+    weights go (``"auto"``: the GPU if there is one; None: where they load, the CPU — trainers move them
+    themselves). ``lora``: ``None`` (full model) or a PEFT ``LoraConfig`` / dict of its fields; the returned model is
+    then a ``PeftModel`` with only the adapters trainable.
     """
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLForConditionalGeneration
@@ -129,7 +172,9 @@ def load_model_and_processor(
     path = resolve_model(name_or_path)
     cls = Qwen2_5_VLForConditionalGeneration if _model_type(path) == "qwen2_5_vl" else Qwen2VLForConditionalGeneration
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-    model = cls.from_pretrained(path, dtype=torch_dtype, attn_implementation=attn_implementation)
+    model = cls.from_pretrained(path, dtype=torch_dtype, attn_implementation=attention_implementation(attn_implementation))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else None
     if device is not None:
         model.to(device)
     if lora is not None:

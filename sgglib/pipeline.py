@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -53,17 +54,24 @@ def _stages(model: str) -> list[Stage]:
     def r(runs: Path, name: str) -> str:
         return str(runs / name)
 
+    def world(runs: Path) -> dict[str, str]:
+        # the dataset notebook 01 prepared (a synthetic world's folder carries its knobs): 02-04 train and evaluate
+        # on that world, not on the default one
+        record = runs / "data" / "dataset.json"
+        return {"dataset": json.loads(record.read_text())["dataset"]} if record.exists() else {}
+
     return [
         Stage("01", "01_data_prep.ipynb", "data", lambda runs: {"run_dir": r(runs, "data")}),
         Stage("02", "02_zero_shot_baselines.ipynb", "zero-shot",
-              lambda runs: {"run_dir": r(runs, "zero-shot"), "model": model}),
+              lambda runs: {"run_dir": r(runs, "zero-shot"), "model": model, **world(runs)}),
         Stage("03", "03_sft.ipynb", "sft",
-              lambda runs: {"run_dir": r(runs, "sft"), "model": model, "zero_shot_run": r(runs, "zero-shot")}),
+              lambda runs: {"run_dir": r(runs, "sft"), "model": model, "zero_shot_run": r(runs, "zero-shot"),
+                            **world(runs)}),
         # R1-SGG-Zero: GRPO straight from the base model; R1-SGG: from the SFT checkpoint
         Stage("04-zero", "04_grpo.ipynb", "grpo-zero",
-              lambda runs: {"run_dir": r(runs, "grpo-zero"), "init": "base", "model_id": model}),
+              lambda runs: {"run_dir": r(runs, "grpo-zero"), "init": "base", "model_id": model, **world(runs)}),
         Stage("04", "04_grpo.ipynb", "grpo",  # init: a run directory resolves to its final/ checkpoint
-              lambda runs: {"run_dir": r(runs, "grpo"), "init": r(runs, "sft"), "model_id": model}),
+              lambda runs: {"run_dir": r(runs, "grpo"), "init": r(runs, "sft"), "model_id": model, **world(runs)}),
         Stage("05", "05_analysis.ipynb", "analysis",
               lambda runs: {"zero_shot_run": r(runs, "zero-shot"), "sft_run": r(runs, "sft"),
                             "grpo_zero_run": r(runs, "grpo-zero"), "grpo_run": r(runs, "grpo"),

@@ -30,10 +30,8 @@ name                        value (per sample)                                  
 ``size_penalty_reward``     −min(1, excess): the guard (``docs/method.md#the-size-guard``)  [−1, 0]           5 / 9
 ==========================  ============================================================  ================  ======
 
-Matching is :mod:`sgglib.matching` (the metrics use the same code): Hard Recall and Relax are
-:func:`~sgglib.matching.triplet_scores` with exact / another similarity (with exact match, Relax *is* Hard); the soft
-rewards share one :func:`~sgglib.matching.hungarian_match` per completion. For the paper's semantic variants pass
-``sim="embedding"`` (all-MiniLM-L6-v2; the reference used spaCy vectors).
+Matching is :mod:`sgglib.matching`, the metrics' own code: Hard Recall and Relax are ``triplet_scores`` with exact /
+another similarity (``sim="embedding"``: all-MiniLM-L6-v2); the soft rewards share one Hungarian matching.
 
 >>> ok = ('<think>a</think><answer>{"objects": [{"id": "cat.1", "bbox": [0, 0, 500, 500]}, '
 ...       '{"id": "mat.1", "bbox": [0, 500, 1000, 1000]}], '
@@ -105,11 +103,6 @@ def _gt_sample(solution: Any) -> _Sample:
     if len(_GT_CACHE) > _GT_CACHE_SIZE:
         _GT_CACHE.popitem(last=False)
     return _GT_CACHE[id(solution)][1]
-
-
-def ground_truth(solution: Any) -> SceneGraph:
-    """A ``solution`` value (dict, JSON string or SceneGraph) as a :class:`SceneGraph` in [0, 1]."""
-    return _gt_sample(solution).graph
 
 
 def _scales(box_scale: Sequence | None, n: int) -> list[tuple[float, float]]:
@@ -203,17 +196,24 @@ class EdgeHardReward(GraphReward):
 
     ``predicate_weights`` (an extension, off by default = the reference): a GT triplet counts with the weight of its
     predicate (missing predicates: 1), so the reward is a weighted recall — still in [0, 1] — that pays more for
-    finding rare predicates (:func:`rare_predicate_weights`; the RL lever for mRecall).
+    finding rare predicates (:func:`rare_predicate_weights`; the RL lever for mRecall). ``dangling="zero"``: a
+    completion with a relation to an undefined id scores 0, the reference's semantics; the default ``"drop"``
+    scores the rest of its graph.
     """
 
     name = "edge_hard_reward"
 
-    def __init__(self, iou_threshold: float = 0.5, predicate_weights: Mapping[str, float] | None = None):
+    def __init__(self, iou_threshold: float = 0.5, predicate_weights: Mapping[str, float] | None = None,
+                 dangling: str = "drop"):
         super().__init__()
-        self.iou_threshold = iou_threshold
+        if dangling not in ("drop", "zero"):
+            raise ValueError(f"dangling must be 'drop' or 'zero', got {dangling!r}")
+        self.iou_threshold, self.dangling = iou_threshold, dangling
         self.predicate_weights = dict(predicate_weights) if predicate_weights else None
 
     def score(self, pred: _Sample, gt: _Sample) -> float:
+        if self.dangling == "zero" and pred.result.dangling_relations:
+            return 0.0  # the reference: a relation to an undefined id raised KeyError and zeroed the sample
         hits = triplet_scores(pred.graph, gt.graph, self.sim, self.iou_threshold)
         if self.predicate_weights is None:
             return float(hits.sum()) / max(1, len(gt.graph.relations))
@@ -229,8 +229,8 @@ class EdgeRelaxReward(EdgeHardReward):
     uses_sim = True
 
     def __init__(self, sim: "str | Similarity" = "exact", iou_threshold: float = 0.5,
-                 predicate_weights: Mapping[str, float] | None = None):
-        super().__init__(iou_threshold, predicate_weights)
+                 predicate_weights: Mapping[str, float] | None = None, dangling: str = "drop"):
+        super().__init__(iou_threshold, predicate_weights, dangling)
         self.sim = _similarity(sim)
 
 
@@ -326,23 +326,21 @@ class SizePenaltyReward(GraphReward):
     """Penalty in ``[−1, 0]`` for padded outputs; 0 for failed parses (which already score 0 everywhere).
 
     Recall never penalises extras, so a policy could spam objects, relations and predicates. This is 0 for any graph
-    of plausible size and falls to −1 as the output gets padded (``docs/method.md#the-size-guard``)::
-
-        excess = over(#objects listed, a·#GT objects + b) + over(#relations listed, c·#GT rels + d)
-               + (duplicate ids + near-duplicate boxes beyond the GT's own) / max(1, #GT objects)
-               + (repeated relations + relations of an object to itself) / max(1, #GT rels)
-        penalty = −min(1, excess),   over(n, budget) = max(0, n − budget) / budget
-
-    a = ``obj_factor``, b = ``obj_slack``, c = ``rel_factor``, d = ``rel_slack``; near-duplicate = IoU ≥ ``dup_iou``
-    with an earlier listed box. The presets weigh it like the recall rewards it protects, so a fully padded output
-    can never beat a correct one.
+    of plausible size and falls to −1 as the output gets padded: ``−min(1, excess)``, where ``excess`` adds the share
+    of objects beyond ``obj_factor × #GT objects + obj_slack`` and of relations beyond ``rel_factor × #GT rels +
+    rel_slack``, and — unless ``charge_items=False`` — duplicate ids and near-duplicate boxes (IoU ≥ ``dup_iou``,
+    beyond the GT's own) per GT object, and repeated triplets and self-relations per GT relation
+    (``docs/method.md#the-size-guard``). The presets weigh it like the recall rewards it protects, so a fully padded
+    output can never beat a correct one. With ``charge_items=False`` only the padding beyond the budget is charged:
+    a slip earns no recall and costs nothing, and padding can tie a small GT's correct graph but never beat it.
     """
 
     name = "size_penalty_reward"
 
     def __init__(self, obj_factor: float = 2.0, obj_slack: float = 10.0, rel_factor: float = 3.0,
-                 rel_slack: float = 10.0, dup_iou: float = 0.9):
+                 rel_slack: float = 10.0, dup_iou: float = 0.9, charge_items: bool = True):
         super().__init__()
+        self.charge_items = charge_items
         if obj_slack <= 0 or rel_slack <= 0:
             raise ValueError("budgets need positive slack")
         self.obj_factor, self.obj_slack = obj_factor, obj_slack
@@ -357,6 +355,8 @@ class SizePenaltyReward(GraphReward):
         rel_budget = self.rel_factor * n_gt_rel + self.rel_slack
         over = (max(0.0, len(pred.graph.objects) + result.duplicate_ids - obj_budget) / obj_budget
                 + max(0.0, len(rels) + result.dangling_relations - rel_budget) / rel_budget)
+        if not self.charge_items:
+            return over
         near = max(0, _near_duplicates(tuple(o.bbox for o in pred.graph.objects), self.dup_iou)
                    - _near_duplicates(tuple(o.bbox for o in gt.graph.objects), self.dup_iou))
         triplets = [(r.subject, r.predicate, r.object) for r in rels]
@@ -368,7 +368,8 @@ class SizePenaltyReward(GraphReward):
 
     def __repr__(self) -> str:
         return (f"SizePenaltyReward(obj_factor={self.obj_factor}, obj_slack={self.obj_slack}, "
-                f"rel_factor={self.rel_factor}, rel_slack={self.rel_slack}, dup_iou={self.dup_iou})")
+                f"rel_factor={self.rel_factor}, rel_slack={self.rel_slack}, dup_iou={self.dup_iou}, "
+                f"charge_items={self.charge_items})")
 
 
 # -- registry and presets ------------------------------------------------------------------------------------------
@@ -423,9 +424,14 @@ def reward_weights(spec: "str | Mapping[str, float]" = DEFAULT_PRESET) -> dict[s
 
 
 def make_rewards(names: "Sequence[str]", sim: "str | Similarity" = "exact", format_strict: bool = True,
-                 predicate_weights: Mapping[str, float] | None = None) -> list[GraphReward]:
+                 predicate_weights: Mapping[str, float] | None = None, guard: str = "strict",
+                 dangling: str = "drop") -> list[GraphReward]:
     """The reward functions named, in order: one ``sim`` shared by those that take one, ``format_strict`` for the
-    format reward, ``predicate_weights`` for the edge rewards that take them (Hard Recall, Relax)."""
+    format reward, ``predicate_weights`` and ``dangling`` for the edge rewards that take them (Hard Recall, Relax),
+    ``guard`` for the size guard (``strict``: every duplicate and degenerate relation charged; ``budget``: only
+    padding beyond the budget, :class:`SizePenaltyReward` ``charge_items=False``)."""
+    if guard not in ("strict", "budget"):
+        raise ValueError(f"guard must be 'strict' or 'budget', got {guard!r}")
     sim = _similarity(sim)
     out: list[GraphReward] = []
     for name in names:
@@ -434,7 +440,9 @@ def make_rewards(names: "Sequence[str]", sim: "str | Similarity" = "exact", form
             out.append(FormatReward(strict=format_strict))
         elif issubclass(cls, EdgeHardReward):
             kw = {"sim": sim} if cls.uses_sim else {}
-            out.append(cls(predicate_weights=predicate_weights, **kw))
+            out.append(cls(predicate_weights=predicate_weights, dangling=dangling, **kw))
+        elif cls is SizePenaltyReward:
+            out.append(SizePenaltyReward(charge_items=guard == "strict"))
         else:
             out.append(cls(sim=sim) if cls.uses_sim else cls())
     return out

@@ -9,7 +9,7 @@ import pytest
 from sgglib.boxes import giou_matrix, iou_matrix, l1_matrix
 from sgglib.graph import SceneGraph, category_of, normalize_name
 from sgglib.matching import hungarian_match, triplet_scores
-from sgglib.similarity import ExactSimilarity, get_similarity
+from sgglib.similarity import get_similarity
 from sgglib import runs
 
 

@@ -8,7 +8,6 @@ every reward is 0 and GRPO has no gradient at all)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -20,7 +19,7 @@ import pytest
 import torch
 
 from sgglib import prompts
-from sgglib.train.common import metric_key
+from sgglib.train.callbacks import metric_key
 from sgglib.train.grpo import (GRPORunConfig, PAPER_GRPO, build_rewards, resolve_init, train_grpo, trl_args,
                                weights_digest)
 from sgglib.runs import repo_path
@@ -216,6 +215,7 @@ def test_04_notebook_runs_headless(tmp_path, policy):
     assert (out / "curves.png").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="two CPU ranks (gloo); on a GPU machine DDP takes the GPUs")
 def test_two_cpu_processes_agree(tmp_path, policy):
     # accelerate launch --multi_gpu --num_processes 2 on a CPU box (train_grpo asks for CPU ranks: gloo; accelerate's
     # --cpu flag alone would start one process per rank that never meet): a few steps, then each rank hashes its
@@ -259,16 +259,3 @@ def test_ablation_grid_and_dry_run(tmp_path):
     assert params["group_size"] == 16 and params["max_steps"] == 5
     assert params["run_dir"] == str(tmp_path / "abl" / "ablation-g16-hard")
     assert (tmp_path / "abl" / "ablation.json").exists()
-
-
-def test_throughput_benchmark_dims_are_qwen2_vl_2b():
-    # the benchmark's random model has Qwen2-VL-2B's size (2.21 B parameters, 0.67 B in the vision tower)
-    sys.path.insert(0, str(repo_path("benchmarks")))
-    import grpo_throughput
-    from sgglib.embedded.model import ensure_tiny_init
-
-    ensure_tiny_init()  # build the embedded checkpoint (if missing) outside the meta-device context
-    with torch.device("meta"):
-        model = grpo_throughput.build_model(grpo_throughput.QWEN2_VL_2B, torch.bfloat16)
-    n_vis = sum(p.numel() for p in model.model.visual.parameters())
-    assert abs(sum(p.numel() for p in model.parameters()) / 1e9 - 2.209) < 0.01 and abs(n_vis / 1e9 - 0.665) < 0.01

@@ -19,7 +19,7 @@ LAYERS = [
     ("scoring", {"sgglib.rewards", "sgglib.metrics", "sgglib.evaluate"}),
     ("data", {"sgglib.data"}),
     # drawing and reading runs: may see the data (ground truth) but never a model
-    ("views", {"sgglib.viz", "sgglib.viewer", "sgglib.analysis"}),
+    ("views", {"sgglib.viz", "sgglib.viewer", "sgglib.analysis", "sgglib.diagnostics"}),
     ("models", {"sgglib.models"}),
     ("train", {"sgglib.train"}),
     ("embedded", {"sgglib.embedded"}),

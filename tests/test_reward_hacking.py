@@ -144,3 +144,30 @@ def test_penalty_range():
     gt = GTS["small (3 objects, 2 relations)"]
     values = R.size_penalty_reward(list(hacks(gt).values()), [gt] * len(hacks(gt)))
     assert all(-1.0 <= v <= 0.0 for v in values) and min(values) == -1.0
+
+
+@pytest.mark.parametrize("gt_name", list(GTS))
+def test_budget_guard_never_lets_a_hack_beat_the_correct_graph(gt_name):
+    # the lenient guard charges only padding beyond the budget: a hack may tie the correct graph of a small GT
+    # (its extras earn nothing), never beat it; far beyond the budget it still costs the full penalty
+    gt = GTS[gt_name]
+    weights = R.PRESETS["hard"]
+    fns = R.make_rewards(weights, guard="budget")
+    cases = hacks(gt)
+    texts = [correct(gt), *cases.values()]
+    per_fn = [f(texts, [gt] * len(texts)) for f in fns]
+    totals = [sum(w * v[i] for w, v in zip(weights.values(), per_fn)) for i in range(len(texts))]
+    best, rest = totals[0], dict(zip(cases, totals[1:]))
+    assert not {k: v for k, v in rest.items() if v > best + 1e-9}, best
+    assert rest["200 spurious objects alone"] < best
+
+
+def test_budget_guard_does_not_charge_a_slip_within_budget():
+    # one self-relation added to the correct graph: the strict guard charges it 1 / #GT relations, the budget guard
+    # nothing (the slip earns no recall, so it costs nothing)
+    gt = GTS["VG-size (20 objects, 15 relations)"]
+    objs = [(o["id"], o["bbox"]) for o in gt["objects"]]
+    rels = [(r["subject"], r["predicate"], r["object"]) for r in gt["relationships"]]
+    slip = write(objs, rels + [(objs[0][0], "near", objs[0][0])])
+    strict, budget = (R.make_rewards(["size_penalty_reward"], guard=g)[0]([slip], [gt])[0] for g in ("strict", "budget"))
+    assert strict == pytest.approx(-1 / 15) and budget == 0.0

@@ -416,3 +416,14 @@ def test_embedding_similarity_gives_partial_credit():
     assert 0.0 < one(R.EdgeSoftReward(sim=sim), man, gt) < 5.0
     for fn in R.make_rewards(R.PRESETS["relax"], sim=sim):
         assert fn.__name__ != "edge_relax_reward" or fn.sim is sim
+
+
+def test_dangling_zero_is_the_reference_semantics():
+    # dangling="zero": a relation to an undefined id zeroes the sample's edge reward, as the reference's KeyError
+    # did; the default drops that relation and scores the rest
+    text = answer([PERSON, HORSE, HAT], [("cow.9", "riding", "horse.1"), ("person.1", "riding", "horse.1")])
+    for cls in (R.EdgeHardReward, R.EdgeRelaxReward):
+        assert cls(dangling="zero")([text], [GT]) == [0.0] and cls()([text], [GT]) == [0.5]
+        assert cls(dangling="zero")([NO_HAT], [GT]) == [0.5]  # no dangling relation: the same as the default
+    with pytest.raises(ValueError):
+        R.EdgeHardReward(dangling="ignore")

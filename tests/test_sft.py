@@ -162,6 +162,7 @@ def test_paper_preset_matches_the_reference_recipe():
     assert p.batch_size * p.grad_accum * 4 == 128 and p.max_steps == -1
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the plain CPU loss replaces TRL's only where there is no GPU")
 def test_cpu_plain_loss_equals_trl_fused_loss(tmp_path, tiny_dir):
     # on CPU the SFT loss bypasses TRL's GPU-oriented fused LM head (2.4x faster steps); it must be the same number:
     # the mean NLL of the answer tokens

@@ -139,7 +139,7 @@ def test_every_predicate_occurs_and_tail_is_long():
 def test_load_sgg_synthetic_schema_and_cache(tmp_path, monkeypatch):
     ds = load_sgg("synthetic", split="val", num_images=8, cache_dir=tmp_path)
     assert len(ds) == 8 and set(ds.column_names) == {"image_id", "image", "width", "height", "objects",
-                                                     "relationships"}
+                                                     "relationships", "complete_relationships"}
     row = ds[0]
     assert row["image"].size == (row["width"], row["height"]) == (CFG.image_size, CFG.image_size)
     assert row["objects"][0].keys() == {"id", "bbox"}
@@ -151,3 +151,62 @@ def test_load_sgg_synthetic_schema_and_cache(tmp_path, monkeypatch):
     folder = synthetic_dir(cache_dir=tmp_path)
     assert (folder / "config.json").exists() and (folder / "vocabulary.json").exists()
     assert vocabulary("synthetic").categories == tuple(CFG.categories)
+
+
+# -- the VG-like knobs: density, incomplete and ambiguous annotation, the complete graph --------------------------
+def test_default_world_is_the_control_and_draws_no_annotator_randomness():
+    # the defaults annotate every related pair with the first predicate that holds (the rule above), so the control
+    # world is what it was; the complete graph holds the annotation and every other predicate that holds
+    for row in _rows(40):
+        complete = {(r["subject"], r["predicate"], r["object"]) for r in row["complete_relationships"]}
+        annotated = [(r["subject"], r["predicate"], r["object"]) for r in row["relationships"]]
+        assert set(annotated) <= complete
+        assert {(s, o) for s, _, o in annotated} == {(s, o) for s, _, o in complete}
+
+
+def test_sparse_ambiguous_annotator_keeps_the_scenes_and_draws_from_what_holds():
+    # annotation_keep 0.6 + a preferred predicate: the same images and objects (the annotator has its own random
+    # stream), about 60 % of the pairs kept, each labelled with a predicate that holds, sometimes not the first
+    sparse = S.WorldConfig(annotation_keep=0.6, predicate_choice="preferred", preference_skew=1.0)
+    base, rows = _rows(150), _rows(150, cfg=sparse)
+    assert [r["objects"] for r in base] == [r["objects"] for r in rows]
+    assert [r["complete_relationships"] for r in base] == [r["complete_relationships"] for r in rows]
+    kept = sum(len(r["relationships"]) for r in rows) / sum(len(r["relationships"]) for r in base)
+    assert 0.5 < kept < 0.7, kept
+    not_first = 0
+    for b, r in zip(base, rows):
+        first = {(x["subject"], x["object"]): x["predicate"] for x in b["relationships"]}
+        complete = {(x["subject"], x["predicate"], x["object"]) for x in r["complete_relationships"]}
+        for x in r["relationships"]:
+            assert (x["subject"], x["predicate"], x["object"]) in complete
+            not_first += x["predicate"] != first[(x["subject"], x["object"])]
+    assert not_first > 20
+
+
+def test_count_skew_gives_a_long_tail_of_dense_scenes():
+    # most scenes short, a few dense: the median at the low end, the maximum reached
+    dense = S.WorldConfig(min_objects=3, max_objects=16, count_skew=1.2)
+    counts = [len(r["objects"]) for r in _rows(300, cfg=dense)]
+    assert np.median(counts) <= 6 and max(counts) >= 14 and min(counts) >= 3
+
+
+def test_predicates_that_hold_start_with_the_rule():
+    # the deterministic rule is the first predicate that holds; near only when nothing else does
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        scene = S.sample_scene(rng, CFG)
+        for a, b in S.related_pairs(scene, CFG):
+            holds = S.predicates_that_hold(scene[a], scene[b], a, b)
+            assert holds[0] == S.predicate(scene[a], scene[b], a, b)
+            assert ("near" in holds) == (holds == ["near"])
+            assert holds == [p for p in S.PREDICATES if p in holds]
+
+
+def test_a_world_folder_is_a_dataset(tmp_path):
+    # notebook 01 hands a world's folder to 02-05: loading it gives that world's rows and vocabulary
+    world = S.WorldConfig(max_objects=9, annotation_keep=0.5)
+    rows = load_sgg("synthetic", split="val", world=world, num_images=5, cache_dir=tmp_path)
+    folder = synthetic_dir(world, 0, tmp_path)
+    again = load_sgg(str(folder), split="val", num_images=5)
+    assert again["relationships"] == rows["relationships"] and "complete_relationships" in again.column_names
+    assert vocabulary(str(folder)).predicates == tuple(world.predicates)

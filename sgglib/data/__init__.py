@@ -14,7 +14,8 @@ Row schema (the reference's hub rows, with the graph decoded; prompts are built 
 ``source`` is one of:
 
 - ``"synthetic"`` (the default): the embedded world of :mod:`sgglib.data.synthetic`, generated from ``world`` and
-  ``seed``; split sizes default to :data:`SYNTHETIC_SIZES`.
+  ``seed``; split sizes default to :data:`SYNTHETIC_SIZES`. Or a world's folder (:func:`synthetic_dir`, what
+  notebook 01 writes): the world and seed saved there;
 - a directory with the raw VG150 files (:mod:`sgglib.data.vg150`), or a ``psg.json`` path with ``image_root``
   (:mod:`sgglib.data.psg`);
 - a hub id of the reference's datasets (``JosephZ/vg150_train_sgg_prompt``, ``JosephZ/psg_train_sg``, …), whose
@@ -49,9 +50,9 @@ from .synthetic import WorldConfig, background_mean, generate
 from .vg150 import convert_vg150, vg150_vocabulary
 
 __all__ = ["CACHE_VERSION", "SPLITS", "SYNTHETIC_SIZES", "DataConfig", "DataError", "LoadReport", "Vocabulary",
-           "WorldConfig", "graph_stats", "load_sgg", "synthetic_dir", "vocabulary"]
+           "WorldConfig", "graph_stats", "load_sgg", "synthetic_dir", "vocabulary", "world_of"]
 
-CACHE_VERSION = 1  # bump when a generator or converter changes what it writes
+CACHE_VERSION = 2  # bump when a generator or converter changes what it writes (2: complete_relationships)
 SYNTHETIC_SIZES = {"train": 4000, "val": 200, "test": 500}
 SPLITS = ("train", "val", "test")
 
@@ -61,21 +62,22 @@ def _key(*parts: Any) -> str:
     return hashlib.sha1(json.dumps([CACHE_VERSION, *parts], sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _from_rows(rows: list[dict[str, Any]], image_as_path: bool):
+def _from_rows(rows: list[dict[str, Any]], image_as_path: bool, complete: bool = False):
     import datasets as hf
 
-    cols = {k: [r[k] for r in rows] for k in features().keys()}
-    return hf.Dataset.from_dict(cols, features=features(image_as_path))
+    schema = features(image_as_path, complete)
+    cols = {k: [r[k] for r in rows] for k in schema.keys()}
+    return hf.Dataset.from_dict(cols, features=schema)
 
 
-def _cached(folder: Path, build, image_as_path: bool = False):
+def _cached(folder: Path, build, image_as_path: bool = False, complete: bool = False):
     """Load ``folder`` if saved, else ``build()`` → rows, save, load. Paths are cast to images after loading."""
     import datasets as hf
 
     if not (folder / "dataset_info.json").exists():
         rows = build()
         tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
-        _from_rows(rows, image_as_path).save_to_disk(str(tmp))
+        _from_rows(rows, image_as_path, complete).save_to_disk(str(tmp))
         if folder.exists():  # a concurrent writer won; keep theirs
             shutil.rmtree(tmp)
         else:
@@ -101,7 +103,20 @@ def _load_synthetic(split: str, world: WorldConfig | None, num_images: int | Non
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "config.json", {"world": world, "seed": seed, "background_mean": background_mean(world)})
     write_json(folder / "vocabulary.json", Vocabulary(tuple(world.categories), tuple(world.predicates)).to_dict())
-    return _cached(folder / f"{split}-{n}", lambda: list(generate(world, n, seed, split)))
+    return _cached(folder / f"{split}-{n}", lambda: list(generate(world, n, seed, split)), complete=True)
+
+
+def world_of(source: str | Path) -> tuple[WorldConfig, int] | None:
+    """``(world, seed)`` if ``source`` is a synthetic world's folder (:func:`synthetic_dir`, which holds its
+    ``config.json``), else None. Notebook 01 hands such a folder to 03–05, so the knobs it set reach them."""
+    path = Path(source)
+    config = path / "config.json"
+    if not (path.is_dir() and config.is_file()):
+        return None
+    saved = json.loads(config.read_text())
+    if not isinstance(saved, dict) or "world" not in saved:
+        return None
+    return WorldConfig(**saved["world"]), int(saved.get("seed", 0))
 
 
 # -- entry points -----------------------------------------------------------------------------------------------
@@ -116,6 +131,8 @@ def load_sgg(source: str = "synthetic", split: str = "train", *, world: WorldCon
     """
     if source == "synthetic":
         return _load_synthetic(split, world, num_images, seed, cache_dir)
+    if (saved := world_of(source)) is not None:  # a world folder: its own knobs and seed, cached beside it
+        return _load_synthetic(split, saved[0], num_images, saved[1], Path(source).parent)
     path = Path(source)
     if path.is_dir():
         kind, convert, vocab = "vg150", lambda: convert_vg150(path, split, num_val=num_val), vg150_vocabulary(path)
@@ -147,8 +164,8 @@ def vocabulary(source: str = "synthetic", *, world: WorldConfig | None = None, s
                cache_dir: str | Path | None = None) -> Vocabulary:
     """Categories and predicates of a source: the world's lists, the raw files' class lists, or (hub) the names
     seen in the split loaded first."""
-    if source == "synthetic":
-        world = world or WorldConfig()
+    if source == "synthetic" or (saved := world_of(source)) is not None:
+        world = (world or WorldConfig()) if source == "synthetic" else saved[0]
         return Vocabulary(tuple(world.categories), tuple(world.predicates))
     path = Path(source)
     if path.is_dir():
@@ -192,6 +209,11 @@ class DataConfig:
 
     def vocabulary(self, cache_dir: str | Path | None = None) -> Vocabulary:
         return vocabulary(self.source, world=self.world, seed=self.seed, cache_dir=cache_dir)
+
+    def dataset(self, cache_dir: str | Path | None = None) -> str:
+        """What training and analysis configs should name as their ``dataset``: a synthetic world's folder (so
+        its knobs and seed travel with it), else the source itself."""
+        return str(synthetic_dir(self.world, self.seed, cache_dir)) if self.source == "synthetic" else self.source
 
 
 def graph_stats(ds) -> dict[str, Any]:

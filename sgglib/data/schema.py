@@ -2,7 +2,8 @@
 
 A row (what :func:`sgglib.data.load_sgg` returns, one per image): ``image_id`` (str), ``image`` (PIL), ``width``
 and ``height`` (original pixels), ``objects`` (``{"id": "name.N", "bbox": [x1, y1, x2, y2]}`` in original pixels),
-``relationships`` (``{"subject": id, "predicate": str, "object": id}``). Bad input never passes silently: a
+``relationships`` (``{"subject": id, "predicate": str, "object": id}``: the annotation, what training and the
+metrics see); the synthetic world also gives ``complete_relationships`` (every relation that holds; analysis only). Bad input never passes silently: a
 :class:`DataError` names the source and the image, or a skip is counted in a :class:`LoadReport`.
 """
 
@@ -143,16 +144,20 @@ def require(record: Mapping[str, Any], keys: Iterable[str], source: str, image_i
         raise DataError(f"{source}: image {image_id}: missing key(s) {missing}")
 
 
-def features(image_as_path: bool = False):
-    """The ``datasets.Features`` of the row schema; ``image_as_path`` stores real images as file paths."""
+def features(image_as_path: bool = False, complete: bool = False):
+    """The ``datasets.Features`` of the row schema; ``image_as_path`` stores real images as file paths; ``complete``
+    adds the synthetic world's ``complete_relationships`` (every relation that holds, for analysis only)."""
     import datasets as hf
 
-    return hf.Features({
+    relation = [{"subject": hf.Value("string"), "predicate": hf.Value("string"), "object": hf.Value("string")}]
+    columns = {
         "image_id": hf.Value("string"),
         "image": hf.Value("string") if image_as_path else hf.Image(),
         "width": hf.Value("int32"),
         "height": hf.Value("int32"),
         "objects": [{"id": hf.Value("string"), "bbox": hf.List(hf.Value("float64"))}],
-        "relationships": [{"subject": hf.Value("string"), "predicate": hf.Value("string"),
-                           "object": hf.Value("string")}],
-    })
+        "relationships": relation,
+    }
+    if complete:
+        columns["complete_relationships"] = relation
+    return hf.Features(columns)

@@ -127,6 +127,16 @@ class WorldConfig:
     """Probability that a frame holds a small content object (predicate ``inside``)."""
     relations_per_object: int = 1
     """Each top-level object relates to this many nearest other top-level objects."""
+    count_skew: float = 0.0
+    """Objects per scene: 0 = uniform over ``min_objects..max_objects``; > 0 = a long tail, P(n) ∝
+    (n − min_objects + 1) ** −count_skew — most scenes short, a few dense (VG's shape)."""
+    annotation_keep: float = 1.0
+    """The annotator keeps each related pair with this probability (1 = every pair: complete annotation)."""
+    predicate_choice: str = "first"
+    """``first``: the first predicate that holds, in priority order (a deterministic rule); ``preferred``: one of the
+    predicates that hold, drawn with weight 1 / rank ** ``preference_skew`` (an annotator's long-tailed taste)"""
+    preference_skew: float = 1.0
+    """How strongly a ``preferred`` annotator favours the predicates earlier in the priority order."""
     large_inset: int = 3
     """Large object's box = its cell inset by this many pixels."""
     small_inset: int = 8
@@ -152,6 +162,9 @@ class WorldConfig:
             (0 <= self.p_small <= 1 and 0 <= self.p_nested <= 1, "probabilities must be in [0, 1]"),
             (self.category_skew >= 0, "category_skew must be >= 0"),
             (self.relations_per_object >= 0, "relations_per_object must be >= 0"),
+            (self.count_skew >= 0 and self.preference_skew >= 0, "count_skew and preference_skew must be >= 0"),
+            (0 < self.annotation_keep <= 1, "annotation_keep must be in (0, 1]"),
+            (self.predicate_choice in ("first", "preferred"), "predicate_choice must be 'first' or 'preferred'"),
             (0 <= self.large_inset < self.small_inset < self.cell_size // 2, "need 0 <= large_inset < small_inset < cell/2"),
             (self.small_inset >= self.large_inset + self.frame_width + 1, "a content must fit inside its frame"),
             (0 <= self.jitter <= self.large_inset, "jitter must be in 0..large_inset (objects stay inside their cell)"),
@@ -213,7 +226,11 @@ class Placed:
 
 def sample_scene(rng: np.random.Generator, cfg: WorldConfig) -> list[Placed]:
     """Objects of one image, already in listing order (raster order, content after its frame)."""
-    n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
+    if cfg.count_skew:
+        sizes = np.arange(cfg.min_objects, cfg.max_objects + 1)
+        n = int(rng.choice(sizes, p=_zipf(len(sizes), cfg.count_skew)))
+    else:  # the uniform count draws the same random numbers as before the knob existed
+        n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     solid = [s for s in cfg.shapes if s != "frame"] or cfg.shapes
     color_p, shape_p = _zipf(cfg.n_colors, cfg.category_skew), _zipf(cfg.n_shapes, cfg.category_skew)
     solid_p = _zipf(len(solid), cfg.category_skew)
@@ -251,53 +268,71 @@ def _cell_box(cfg: WorldConfig, row: int, col: int, inset: int, jx: int, jy: int
     return (float(x0 + inset), float(y0 + inset), float(x0 + cfg.cell_size - inset), float(y0 + cfg.cell_size - inset))
 
 
+def predicates_that_hold(a: Placed, b: Placed, a_index: int, b_index: int) -> list[str]:
+    """Every predicate true of subject ``a`` and object ``b``, in priority order (:data:`PREDICATES`); ``near`` only
+    when nothing else holds. Its first element is the deterministic rule's choice (:func:`predicate`)."""
+    dx, dy = b.col - a.col, b.row - a.row
+    holds = {
+        "inside": a.frame == b_index,
+        "on": dx == 0 and dy == 1,
+        "under": dx == 0 and dy == -1,
+        "next to": dy == 0 and abs(dx) == 1,
+        "same color as": a.color == b.color,
+        "bigger than": not a.small and b.small,
+        "smaller than": a.small and not b.small,
+        "left of": dy == 0 and dx > 0,
+        "right of": dy == 0 and dx < 0,
+        "above": dx == 0 and dy > 0,
+        "below": dx == 0 and dy < 0,
+        "same shape as": a.shape == b.shape,
+    }
+    return [p for p in PREDICATES if holds.get(p)] or ["near"]
+
+
 def predicate(a: Placed, b: Placed, a_index: int, b_index: int) -> str:
     """The winning predicate for subject ``a`` and object ``b`` (the table in the module docstring)."""
-    dx, dy = b.col - a.col, b.row - a.row
-    if a.frame == b_index:
-        return "inside"
-    if dx == 0 and dy == 1:
-        return "on"
-    if dx == 0 and dy == -1:
-        return "under"
-    if dy == 0 and abs(dx) == 1:
-        return "next to"
-    if a.color == b.color:
-        return "same color as"
-    if not a.small and b.small:
-        return "bigger than"
-    if a.small and not b.small:
-        return "smaller than"
-    if dy == 0:
-        return "left of" if dx > 0 else "right of"
-    if dx == 0:
-        return "above" if dy > 0 else "below"
-    if a.shape == b.shape:
-        return "same shape as"
-    return "near"
+    return predicates_that_hold(a, b, a_index, b_index)[0]
 
 
-def annotate(scene: list[Placed], cfg: WorldConfig) -> dict[str, list[dict[str, Any]]]:
-    """The scene graph of a scene (ids, boxes, relations) by the stated rule."""
+def related_pairs(scene: list[Placed], cfg: WorldConfig) -> list[tuple[int, int]]:
+    """The ``(subject, object)`` index pairs the rule relates: a content to its frame; each top-level object to its
+    ``relations_per_object`` nearest other top-level objects (ties by listing order)."""
+    top = [i for i, o in enumerate(scene) if o.frame is None]
+    pairs = []
+    for ai, a in enumerate(scene):
+        if a.frame is not None:
+            pairs.append((ai, a.frame))
+            continue
+        others = [j for j in top if j != ai]
+        # stable sort: equal distances keep listing order, which is the stated tie-break
+        others.sort(key=lambda j: math.hypot(scene[j].col - a.col, scene[j].row - a.row))
+        pairs += [(ai, bi) for bi in others[: cfg.relations_per_object]]
+    return pairs
+
+
+def annotate(scene: list[Placed], cfg: WorldConfig, rng: np.random.Generator | None = None
+             ) -> dict[str, list[dict[str, Any]]]:
+    """The scene graph of a scene: ids, boxes, the *annotated* relations (what SFT, the rewards and the metrics see)
+    and the *complete* ones (every related pair with every predicate that holds; for analysis only, never trained
+    on). With ``annotation_keep`` < 1 or ``predicate_choice="preferred"`` the annotator draws from ``rng``; the
+    defaults draw nothing and annotate every pair with the first predicate that holds."""
     counts: dict[str, int] = {}
     ids = []
     for obj in scene:
         counts[obj.category] = counts.get(obj.category, 0) + 1
         ids.append(f"{obj.category}.{counts[obj.category]}")
     objects = [{"id": i, "bbox": list(o.box)} for i, o in zip(ids, scene)]
-    top = [i for i, o in enumerate(scene) if o.frame is None]
-    rels = []
-    for ai, a in enumerate(scene):
-        if a.frame is not None:
-            partners = [a.frame]
-        else:
-            others = [j for j in top if j != ai]
-            # stable sort: equal distances keep listing order, which is the stated tie-break
-            others.sort(key=lambda j: math.hypot(scene[j].col - a.col, scene[j].row - a.row))
-            partners = others[: cfg.relations_per_object]
-        for bi in partners:
-            rels.append({"subject": ids[ai], "predicate": predicate(a, scene[bi], ai, bi), "object": ids[bi]})
-    return {"objects": objects, "relationships": rels}
+    rels, complete = [], []
+    for ai, bi in related_pairs(scene, cfg):
+        holds = predicates_that_hold(scene[ai], scene[bi], ai, bi)
+        complete += [{"subject": ids[ai], "predicate": p, "object": ids[bi]} for p in holds]
+        if cfg.annotation_keep < 1 and rng.random() >= cfg.annotation_keep:
+            continue  # the annotator skipped this pair
+        chosen = holds[0]
+        if cfg.predicate_choice == "preferred" and len(holds) > 1:
+            chosen = holds[int(rng.choice(len(holds), p=_zipf(len(holds), cfg.preference_skew)))]
+        rels.append({"subject": ids[ai], "predicate": chosen, "object": ids[bi]})
+    return {"objects": objects, "relationships": rels, "complete_relationships": complete}
 
 
 def render(scene: list[Placed], cfg: WorldConfig, rng: np.random.Generator | None = None) -> Image.Image:
@@ -348,16 +383,18 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[float, ...], c
 
 
 def generate(cfg: WorldConfig, n: int, seed: int = 0, split: str = "train") -> Iterator[dict[str, Any]]:
-    """Rows of the common schema (``image_id``, ``image``, ``width``, ``height``, ``objects``, ``relationships``).
+    """Rows of the common schema (``image_id``, ``image``, ``width``, ``height``, ``objects``, ``relationships``) plus
+    ``complete_relationships`` (:func:`annotate`).
 
     Deterministic: the same ``(cfg, n, seed, split)`` gives the same rows; splits use independent streams.
     """
     if split not in SPLIT_OFFSETS:
         raise ValueError(f"synthetic split must be one of {sorted(SPLIT_OFFSETS)}, got {split!r}")
     rng = np.random.default_rng([seed, SPLIT_OFFSETS[split]])
+    annotator = np.random.default_rng([seed, SPLIT_OFFSETS[split], 1])  # its own stream: scenes stay the same
     for i in range(n):
         scene = sample_scene(rng, cfg)
-        graph = annotate(scene, cfg)
+        graph = annotate(scene, cfg, annotator)
         yield {
             "image_id": f"syn-{split}-{i:06d}",
             "image": render(scene, cfg, rng),

@@ -37,8 +37,9 @@ from .tokenizer import train_tokenizer
 
 @dataclass
 class TinyModelConfig:
-    """Architecture of the embedded default (h128 × 2 layers learned the world best per minute on 2 cores,
-    ``docs/findings.md#the-embedded-model-and-world``)."""
+    """Architecture of a Qwen2-VL built from a config: the embedded default (h128 × 2 layers learned the world best
+    per minute on 2 cores, ``docs/findings.md#the-embedded-model-and-world``), or real dimensions
+    (:data:`QWEN2_VL_2B`) for smoke tests and benchmarks."""
 
     hidden_size: int = 128
     """text decoder width; the vision merger projects to it"""
@@ -60,6 +61,10 @@ class TinyModelConfig:
     """vision attention heads"""
     vocab_size: int = 2000
     """BPE vocabulary before the special and number tokens are added"""
+    lm_vocab_size: int = 0
+    """rows of the embedding table and LM head; 0 = the tokenizer's size (Qwen2-VL's real table: 151,936)"""
+    rope_theta: float = 1e4
+    """RoPE base of the text decoder (Qwen2-VL-2B: 1e6)"""
     bpe_across_words: bool = True
     """let BPE merge across spaces and punctuation (no GPT-2 split regex): in this closed world whole JSON
     fragments such as ``", "bbox": [`` become one token, and answers are 2.4× shorter (165 vs 402 tokens)"""
@@ -100,20 +105,12 @@ def default_corpus(n_images: int = 1000, seed: int = 0) -> list[str]:
     return texts
 
 
-def build_tiny_model(out_dir: str | Path, config: TinyModelConfig | None = None, texts: Sequence[str] | None = None):
-    """Build the embedded Qwen2-VL from ``config``, save it like a hub checkpoint in ``out_dir``; returns the path.
-
-    ``texts`` trains the tokenizer (default: :func:`default_corpus`). Writes ``tiny_config.json`` beside the
-    weights so the build is reproducible from the directory alone.
-    """
-    import torch
+def model_config(config: TinyModelConfig, tokenizer):
+    """``(transformers config, model class, processor class)`` of ``config``, with ``tokenizer``'s special-token
+    ids (Qwen2-VL or Qwen2.5-VL by ``config.arch``)."""
     from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLConfig,
-                              Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil)
+                              Qwen2VLForConditionalGeneration)
 
-    config = config or TinyModelConfig()
-    out = Path(out_dir)
-    tokenizer = train_tokenizer(texts if texts is not None else default_corpus(), vocab_size=config.vocab_size,
-                                use_regex=not config.bpe_across_words, max_token_length=config.max_token_chars)
     head_dim = config.hidden_size // config.num_heads
     if sum(config.mrope_section) * 2 != head_dim:
         raise ValueError(f"mrope_section {config.mrope_section} must sum to head_dim/2 = {head_dim // 2}")
@@ -131,16 +128,17 @@ def build_tiny_model(out_dir: str | Path, config: TinyModelConfig | None = None,
                       fullatt_block_indexes=[config.vision_depth - 1], window_size=112)
     else:
         raise ValueError(f"arch must be qwen2_vl or qwen2_5_vl, got {config.arch!r}")
-    model_config = config_cls(
+    hf_config = config_cls(
         text_config=dict(
-            vocab_size=len(tokenizer),
+            vocab_size=config.lm_vocab_size or len(tokenizer),
             hidden_size=config.hidden_size,
             intermediate_size=config.intermediate_size,
             num_hidden_layers=config.num_layers,
             num_attention_heads=config.num_heads,
             num_key_value_heads=config.num_kv_heads,
             max_position_embeddings=4096,
-            rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": list(config.mrope_section)},
+            rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta,
+                             "mrope_section": list(config.mrope_section)},
             bos_token_id=ids["<|endoftext|>"],
             eos_token_id=ids["<|im_end|>"],
             pad_token_id=ids["<|endoftext|>"],
@@ -153,8 +151,26 @@ def build_tiny_model(out_dir: str | Path, config: TinyModelConfig | None = None,
         vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True,
     )
+    return hf_config, model_cls, processor_cls
+
+
+def build_tiny_model(out_dir: str | Path, config: TinyModelConfig | None = None, texts: Sequence[str] | None = None):
+    """Build the embedded Qwen2-VL from ``config``, save it like a hub checkpoint in ``out_dir``; returns the path.
+
+    ``texts`` trains the tokenizer (default: :func:`default_corpus`). Writes ``tiny_config.json`` beside the
+    weights so the build is reproducible from the directory alone.
+    """
+    import torch
+    from transformers import Qwen2VLImageProcessorPil
+
+    config = config or TinyModelConfig()
+    out = Path(out_dir)
+    tokenizer = train_tokenizer(texts if texts is not None else default_corpus(), vocab_size=config.vocab_size,
+                                use_regex=not config.bpe_across_words, max_token_length=config.max_token_chars)
+    model_config_, model_cls, processor_cls = model_config(config, tokenizer)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")}
     torch.manual_seed(config.seed)
-    model = model_cls(model_config)
+    model = model_cls(model_config_)
     model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.generation_config.do_sample = False
@@ -181,6 +197,13 @@ def build_tiny_model(out_dir: str | Path, config: TinyModelConfig | None = None,
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out
+
+
+QWEN2_VL_2B = TinyModelConfig(hidden_size=1536, num_layers=28, num_heads=12, num_kv_heads=2, intermediate_size=8960,
+                              mrope_section=(16, 24, 24), vision_depth=32, vision_embed_dim=1280, vision_heads=16,
+                              lm_vocab_size=151936, rope_theta=1e6)
+"""Qwen2-VL-2B-Instruct's dimensions (its ``config.json``): 2.21 B parameters, 0.67 B of them in the vision tower.
+With random weights and the embedded tokenizer it checks shapes, dtypes and throughput at the real size."""
 
 
 def ensure_tiny_init() -> Path:

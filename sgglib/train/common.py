@@ -1,33 +1,29 @@
-"""What SFT and GRPO share: the rows they read, the run directory they write, and TRL callbacks on its public hooks.
+"""What SFT and GRPO share: the config fields, the rows they read, the run directory they write, the TRL arguments,
+the greedy measurements, and the end of a run. (What they log while training: :mod:`sgglib.train.callbacks`.)
 
+* :class:`TrainConfig` — the shared config fields and their defaults;
 * :func:`load_rows` — training and validation rows of a run config (``dataset``, splits, limits);
-* :class:`CSVLogger` — every ``trainer.log`` record as a namespaced ``metrics.csv`` row (:func:`metric_key`);
-* :class:`GreedyValidation` — greedy decode + metrics every ``eval_steps`` (and, for GRPO, at step 0), one printed
-  line each; :func:`greedy_validation` is the same measurement on demand;
-* :class:`Progress` — a console line every ``every_s`` seconds: step/total, elapsed, ETA and the last validation
-  (what ``make demo`` streams while a stage trains);
-* :class:`TimeBudget` — stop (and save) after ``max_minutes``;
+* :func:`trainer_kwargs` — the ``TrainingArguments`` fields both TRL configs take; precision follows the device;
+* :func:`greedy_validation` — greedy decode + metrics; :func:`sample_and_score` — best-of-k headroom;
 * :func:`finish_run` — ``final/`` (:func:`save_final`), the final validation into ``predictions.jsonl`` and
   ``metrics.json``, and ``curves.png``.
 
-Logging, validation and final writes happen on the main process only, so ``accelerate launch`` runs write one
-run directory.
+Final writes happen on the main process only, so ``accelerate launch`` runs write one run directory.
 """
 
 from __future__ import annotations
 
 import copy
-import csv
-import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
-
-from transformers import TrainerCallback
+from typing import Any, Sequence
 
 from .. import data, prompts, viz
-from ..models import decode_and_score
-from ..runs import read_metrics_csv, write_json
+from ..models import decode_and_score, predict
+from ..parse import parse_completion
+from ..rewards import EdgeHardReward
+from ..runs import make_run_dir, read_metrics_csv, write_json
 
 EVAL_KEYS = ("failure_rate", "ap50", "recall", "mean_recall", "recall_pooled")
 """the greedy-validation metrics logged as ``eval/<key>`` (the paper's table columns first)"""
@@ -67,13 +63,25 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     """gradient clipping"""
     dtype: str = "float32"
-    """weights dtype when loading (``bfloat16`` on GPU)"""
-    bf16: bool = False
-    """bf16 mixed precision (GPU)"""
-    attn_implementation: str = "sdpa"
-    """``sdpa``, ``eager`` or ``flash_attention_2`` (GPU)"""
+    """dtype the weights load in: the master copy AdamW updates. Keep float32 and let ``bf16`` run the compute in
+    bfloat16: with bfloat16 weights, AdamW updates below the weights' bf16 spacing round to nothing and the paper's
+    learning rates train nothing, silently (``docs/findings.md#numerics-on-gpus``); only DeepSpeed keeps its own
+    fp32 copy"""
+    bf16: bool | None = field(default=None, metadata={"nargs": "?", "const": True})
+    """bf16 autocast over fp32 master weights; None follows the device: on for a CUDA GPU that supports bf16, off
+    on the CPU. (On Ampere and newer GPUs TF32 is on for the fp32 matmuls that remain.)"""
+    attn_implementation: str = "auto"
+    """``auto`` (``flash_attention_2`` on a CUDA GPU with flash-attn installed, else ``sdpa``), ``sdpa``, ``eager``
+    or ``flash_attention_2`` (falls back to ``sdpa`` where flash-attn is missing)"""
     gradient_checkpointing: bool = False
-    """trade compute for memory; TRL turns it on by default, which only slows the tiny CPU model"""
+    """trade compute for memory (on for the 2B/7B recipes); TRL turns it on by default, which only slows the tiny
+    model"""
+    min_pixels: int = 0
+    """smallest image area the processor resizes to (0 = the checkpoint's); the same setting drives the SFT box
+    targets, the GRPO rollouts and the validation decodes"""
+    max_pixels: int = 0
+    """largest image area the processor resizes to (0 = the checkpoint's; the paper: 1024·28·28 for SFT and
+    evaluation, 512·28·28 for GRPO)"""
     lora_r: int = 0
     """LoRA rank; 0 = full fine-tuning. ``final/`` holds the merged model either way (adapters in
     ``final/adapter/``)"""
@@ -103,6 +111,13 @@ class TrainConfig:
     happen"""
     seed: int = 0
     """seed for data order, sampling, dropout and the prompt mix"""
+    best_of: int = 0
+    """after training, sample this many completions per image of the first ``best_of_images`` validation images and
+    record the best-of-k and mean-sample recall (the headroom sampling finds; 0 = off)"""
+    best_of_images: int = 48
+    """validation images sampled for ``best_of``"""
+    best_of_temperature: float = 0.7
+    """sampling temperature for ``best_of`` (GRPO's own sampling temperature is a fair choice)"""
     run_dir: str = ""
     """run directory (relative paths go under reports/); "" = reports/<kind>-<timestamp>"""
 
@@ -113,6 +128,21 @@ class TrainConfig:
         if self.learning_rate <= 0 or not 0 <= self.warmup_ratio < 1:
             raise ValueError("learning_rate > 0 and 0 <= warmup_ratio < 1 required")
         return self
+
+
+# -- the run directory ------------------------------------------------------------------------------------------
+def shared_run_dir(run_dir: str, kind: str) -> Path:
+    """The run directory, the same on every process: with several processes and no ``run_dir``, the main process
+    names it (``reports/<kind>-<timestamp>``) and the others take its name, instead of each stamping its own."""
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    state = PartialState()
+    if run_dir or state.num_processes == 1:
+        return make_run_dir(run_dir or None, kind=kind)
+    name = [str(make_run_dir(None, kind=kind)) if state.is_main_process else None]
+    broadcast_object_list(name, from_process=0)
+    return make_run_dir(name[0])
 
 
 # -- rows ---------------------------------------------------------------------------------------------------------
@@ -135,6 +165,7 @@ def trainer_kwargs(cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
     each trainer's own): optimisation, precision, logging, checkpoints, seeds; no tqdm (:class:`Progress` prints)."""
     import torch
 
+    cuda = torch.cuda.is_available()
     return dict(
         output_dir=str(output_dir),
         max_steps=cfg.max_steps,
@@ -143,7 +174,8 @@ def trainer_kwargs(cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
         max_grad_norm=cfg.max_grad_norm,
-        bf16=cfg.bf16,
+        bf16=use_bf16(cfg.bf16),
+        tf32=True if cuda and torch.cuda.get_device_capability()[0] >= 8 else None,  # Ampere and newer
         gradient_checkpointing=cfg.gradient_checkpointing,
         remove_unused_columns=False,  # the row transforms need every stored column; GRPO's rewards read them
         logging_steps=cfg.logging_steps,
@@ -154,8 +186,25 @@ def trainer_kwargs(cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
         data_seed=cfg.seed,
         report_to="none",
         disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=not cuda,
     )
+
+
+def use_bf16(setting: bool | None) -> bool:
+    """The ``bf16`` setting, with None following the device (a CUDA GPU that supports bf16)."""
+    import torch
+
+    if setting is not None:
+        return bool(setting)
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def check_master_weights(cfg: TrainConfig, trainer) -> None:
+    """Warn when weights train in a half dtype outside DeepSpeed (which keeps its own fp32 master copy)."""
+    if cfg.dtype in ("bfloat16", "float16") and getattr(trainer, "is_deepspeed_enabled", False) is False:
+        warnings.warn(f"dtype={cfg.dtype}: AdamW updates these weights in {cfg.dtype}; at small learning rates most "
+                      "updates round to nothing (docs/findings.md#numerics-on-gpus). Load float32 and set bf16.",
+                      stacklevel=2)
 
 
 def lora_config(cfg: TrainConfig):
@@ -168,59 +217,6 @@ def lora_config(cfg: TrainConfig):
                       target_modules=list(cfg.lora_target_modules), task_type="CAUSAL_LM")
 
 
-# -- metrics.csv ----------------------------------------------------------------------------------------------------
-_RENAMES = {"completions/mean_length": "train/completion_length", "clip_ratio/region_mean": "train/clip_ratio",
-            "completions/clipped_ratio": "train/truncated_ratio"}
-MEASURE_ONLY = "sampled_stats"
-"""the name of GRPO's weight-0 measuring "reward" (:class:`sgglib.train.grpo.SampledStats`); its column is dropped"""
-
-
-def metric_key(key: str) -> str | None:
-    """A TRL log key → our namespaced CSV column (``loss`` → ``train/loss``, ``rewards/edge_hard_reward/mean`` →
-    ``train/reward_edge_hard``); None drops it."""
-    if key.startswith("rewards/"):
-        _, name, stat = key.split("/", 2)
-        if name == MEASURE_ONLY:
-            return None
-        return f"train/reward_{name.removesuffix('_reward')}" + ("" if stat == "mean" else f"_{stat}")
-    if key in _RENAMES:
-        return _RENAMES[key]
-    return key if key.startswith(("train/", "eval/")) else f"train/{key}"
-
-
-class CSVLogger(TrainerCallback):
-    """Append every ``trainer.log`` record to ``metrics.csv`` with :func:`metric_key` names, rewriting the file when
-    a new column appears so it always has one header. Main process only; a resumed run keeps the earlier rows."""
-
-    def __init__(self, path: Path):
-        self.path, self.t0 = Path(path), time.time()
-        self.rows: list[dict[str, Any]] = read_metrics_csv(self.path) if self.path.exists() else []
-
-    def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        columns = list(dict.fromkeys(k for r in self.rows for k in r))
-        with open(self.path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(self.rows)
-
-    def elapsed(self) -> float:
-        return round(time.time() - self.t0, 1)
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.t0 = time.time()
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or not state.is_world_process_zero:
-            return
-        row: dict[str, Any] = {"step": state.global_step, "time_s": self.elapsed()}
-        for key, value in logs.items():
-            name = metric_key(key)
-            if name is not None and isinstance(value, (int, float)):
-                row[name] = value
-        self.add(row)
-
-
 # -- greedy validation ---------------------------------------------------------------------------------------------
 def greedy_validation(model, processor, rows, cfg: TrainConfig, vocabulary=None,
                       out_path: Path | None = None) -> dict[str, Any]:
@@ -231,115 +227,28 @@ def greedy_validation(model, processor, rows, cfg: TrainConfig, vocabulary=None,
                             cfg.eval_max_new_tokens)
 
 
-def eval_line(step: int, metrics: dict[str, Any]) -> str:
-    """One line of greedy-validation progress."""
-    shown = "  ".join(f"{k} {float(metrics[k]):6.2f}" for k in EVAL_KEYS[:4] if k in metrics)
-    return f"step {step:>5}  greedy val: {shown}"
-
-
-class GreedyValidation(TrainerCallback):
-    """Every ``cfg.eval_steps`` (and at step 0 with ``at_start``): :func:`greedy_validation` on the validation rows,
-    an ``eval/…`` row in the CSV and a printed line; main process only. The step-0 metrics stay as :attr:`initial`."""
-
-    def __init__(self, processor, rows, cfg: TrainConfig, logger: CSVLogger, vocabulary=None, at_start: bool = False):
-        self.processor, self.rows, self.cfg, self.logger, self.vocabulary = processor, rows, cfg, logger, vocabulary
-        self.at_start = at_start
-        self.initial: dict[str, Any] | None = None
-        self.last: str = ""
-
-    def _run(self, model, step: int) -> dict[str, Any]:
-        was_training = model.training
-        metrics = greedy_validation(model, self.processor, self.rows, self.cfg, self.vocabulary)
-        model.train(was_training)
-        self.record(step, metrics)
-        return metrics
-
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if self.at_start and state.global_step == 0 and state.is_world_process_zero and model is not None:
-            self.initial = self._run(model, 0)
-
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        step = state.global_step
-        if self.cfg.eval_steps and step % self.cfg.eval_steps == 0 and model is not None and state.is_world_process_zero:
-            self._run(model, step)
-
-    def record(self, step: int, metrics: dict[str, Any]) -> None:
-        """One ``eval/…`` row in the CSV and a printed line (also for the final validation, so curves end where the
-        run ends)."""
-        if any(r.get("step") == step and "eval/recall" in r for r in self.logger.rows):
-            return
-        row = {"step": step, "time_s": self.logger.elapsed()}
-        row.update({f"eval/{k}": metrics[k] for k in EVAL_KEYS if k in metrics})
-        self.logger.add(row)
-        self.last = eval_line(step, metrics)
-        print(self.last, flush=True)
-
-
-# -- progress and budget -------------------------------------------------------------------------------------------
-class Progress(TrainerCallback):
-    """A console line every ``every_s`` seconds while training: ``[label] step 120/1000  0:52 elapsed, ETA 6:21``
-    (the ETA is the sooner of the remaining steps at the mean pace so far and the time budget). Main process only;
-    ``print`` is flushed, so papermill's streamed output and ``make demo`` show it as it happens."""
-
-    def __init__(self, label: str, max_minutes: float = 0.0, every_s: float = 30.0, echo: Callable = print):
-        self.label, self.budget_s, self.every_s, self.echo = label, 60 * max_minutes, every_s, echo
-        self.t0 = self.last = time.time()
-        self.start_step = 0
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.t0 = self.last = time.time()
-        self.start_step = state.global_step
-
-    def line(self, step: int, max_steps: int) -> str:
-        elapsed = time.time() - self.t0
-        done = max(step - self.start_step, 0)
-        eta = (max_steps - step) * elapsed / done if done and max_steps > 0 else float("inf")
-        if self.budget_s:
-            eta = min(eta, max(self.budget_s - elapsed, 0.0))
-        eta_text = _clock(eta) if eta != float("inf") else "?"
-        return f"[{self.label}] step {step}/{max_steps}  {_clock(elapsed)} elapsed, ETA {eta_text}"
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.is_world_process_zero and time.time() - self.last >= self.every_s:
-            self.last = time.time()
-            self.echo(self.line(state.global_step, state.max_steps), flush=True)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            self.echo(self.line(state.global_step, state.max_steps) + "  (training done)", flush=True)
-
-
-def _clock(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
-
-
-class TimeBudget(TrainerCallback):
-    """Stop (and save) once ``minutes`` of wall time have passed since training began (0 = no budget)."""
-
-    def __init__(self, minutes: float):
-        self.seconds, self.t0 = 60 * (minutes or 0), time.time()
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.t0 = time.time()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.seconds and time.time() - self.t0 > self.seconds:
-            control.should_training_stop = True
-            control.should_save = True
-
-
-def callbacks(cfg: TrainConfig, label: str, run_dir: Path, processor, val_rows, vocabulary=None,
-              validate_at_start: bool = False, max_minutes: float = 0.0) -> tuple[CSVLogger, GreedyValidation | None,
-                                                                                  list[TrainerCallback]]:
-    """The logger, the validation callback (None without validation rows or ``eval_steps``) and the full list
-    (logger, progress, budget, validation) a trainer gets."""
-    logger = CSVLogger(run_dir / "metrics.csv")
-    validation = None
-    if val_rows and cfg.eval_steps:
-        validation = GreedyValidation(processor, val_rows, cfg, logger, vocabulary, at_start=validate_at_start)
-    cbs: list[TrainerCallback] = [logger, Progress(label, max_minutes), TimeBudget(max_minutes)]
-    return logger, validation, cbs + ([validation] if validation is not None else [])
+def sample_and_score(model, processor, rows, cfg: TrainConfig, vocabulary=None,
+                     out_path: Path | None = None) -> dict[str, Any]:
+    """``cfg.best_of`` samples per image of the first ``cfg.best_of_images`` rows at ``cfg.best_of_temperature``,
+    each scored by Hard Recall (%): the mean over samples, the mean of each image's best (best-of-k) and the
+    sampled failure rate. Written to ``out_path`` (one line per sample) when given."""
+    rows = list(rows)[: cfg.best_of_images]
+    records = predict(model, processor, rows, prompts.user_prompt(vocabulary if cfg.prompt != "open" else None),
+                      out_path=out_path, system=prompts.system_prompt(cfg.system_prompt),
+                      batch_size=max(1, cfg.eval_batch_size // cfg.best_of), max_new_tokens=cfg.eval_max_new_tokens,
+                      do_sample=True, temperature=cfg.best_of_temperature, num_return_sequences=cfg.best_of,
+                      progress=False)
+    solutions = {str(r["image_id"]): prompts.solution(r) for r in rows}
+    recall = EdgeHardReward()([r["completion"] for r in records], [solutions[r["image_id"]] for r in records],
+                              [r["box_scale"] for r in records])
+    best: dict[str, float] = {}
+    for r, value in zip(records, recall):
+        best[r["image_id"]] = max(best.get(r["image_id"], 0.0), value)
+    failed = sum(not parse_completion(r["completion"]).ok for r in records)
+    return {"best_of_k": cfg.best_of, "best_of_images": len(rows), "best_of_temperature": cfg.best_of_temperature,
+            "best_of_k_recall": 100 * sum(best.values()) / max(1, len(best)),
+            "mean_sample_recall": 100 * sum(recall) / max(1, len(recall)),
+            "sampled_failure_rate": 100 * failed / max(1, len(records))}
 
 
 # -- checkpoints and the end of a run ------------------------------------------------------------------------------
@@ -376,11 +285,11 @@ def save_final(trainer, processor, final: str | Path) -> Path:
     return final
 
 
-def finish_run(trainer, processor, run_dir: Path, cfg: TrainConfig, val_rows, vocabulary, logger: CSVLogger,
-               validation: GreedyValidation | None, curve_panels: Sequence, extra: dict[str, Any] | None = None,
-               ) -> dict[str, Any]:
+def finish_run(trainer, processor, run_dir: Path, cfg: TrainConfig, val_rows, vocabulary, logger, validation,
+               curve_panels: Sequence, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Save ``final/``; on the main process validate it into ``predictions.jsonl`` and ``metrics.json`` (with the
-    step-0 validation as ``initial`` when there was one) and draw ``curves.png``. Returns the metrics."""
+    step-0 validation as ``initial`` when there was one; with ``best_of``, the sampling headroom) and draw
+    ``curves.png``. ``logger`` and ``validation`` are the run's :mod:`~sgglib.train.callbacks`. Returns the metrics."""
     save_final(trainer, processor, run_dir / "final")
     metrics: dict[str, Any] = {"global_step": trainer.state.global_step, **(extra or {})}
     if not trainer.is_world_process_zero():
@@ -388,10 +297,13 @@ def finish_run(trainer, processor, run_dir: Path, cfg: TrainConfig, val_rows, vo
     if val_rows:
         metrics.update(greedy_validation(trainer.model, processor, val_rows, cfg, vocabulary,
                                          run_dir / "predictions.jsonl"))
-        if validation is not None and validation.initial is not None:
+        if validation.initial is not None:
             metrics["initial"] = validation.initial
+        if cfg.best_of:
+            metrics["sampling"] = sample_and_score(trainer.model, processor, val_rows, cfg, vocabulary,
+                                                   run_dir / "samples.jsonl")
         write_json(run_dir / "metrics.json", metrics)
-        (validation or GreedyValidation(processor, val_rows, cfg, logger)).record(trainer.state.global_step, metrics)
+        validation.record(trainer.state.global_step, metrics)  # the curve ends where the run ends
     if logger.rows:
         fig = viz.plot_curves({run_dir.name: read_metrics_csv(logger.path)}, curve_panels)
         fig.savefig(run_dir / "curves.png", dpi=100)

@@ -40,9 +40,10 @@ from .. import data, prompts, rewards
 from ..config import parse_cli
 from ..models import box_convention, load_model_and_processor, pixel_bounds
 from ..parse import completion_text, parse_completion
-from ..runs import make_run_dir, repo_path, reports_dir, write_json
-from .common import (EVAL_KEYS, MEASURE_ONLY, TrainConfig, callbacks, finish_run, last_checkpoint, load_rows,
-                     lora_config, trainer_kwargs)
+from ..runs import repo_path, reports_dir, write_json
+from .callbacks import MEASURE_ONLY, callbacks
+from .common import (EVAL_KEYS, TrainConfig, check_master_weights, finish_run, last_checkpoint, load_rows, lora_config,
+                     shared_run_dir, trainer_kwargs)
 
 
 @dataclass
@@ -66,6 +67,13 @@ class GRPORunConfig(TrainConfig):
     """rare-predicate weighting of the edge rewards (Hard Recall / Relax): each GT triplet counts
     ``(max count / count of its predicate in the training split) ** power``; 0 = off (the paper), 0.5 a middle
     ground, 1 ≈ every predicate equal (what mRecall measures). See ``rewards.rare_predicate_weights``"""
+    guard: str = "strict"
+    """the size guard: ``strict`` charges every duplicate, self-relation and repeated triplet (relative to the GT's
+    size) as well as padding beyond the budget; ``budget`` charges only the padding beyond the budget, so a slip
+    costs nothing it did not earn (``docs/method.md#the-size-guard``)"""
+    dangling: str = "drop"
+    """a relation to an undefined id: ``drop`` it and score the rest (ours); ``zero`` the sample's edge reward (the
+    reference's semantics)"""
     reward_sim: str = "exact"
     """name similarity for relax/soft rewards: ``exact`` or ``embedding`` (all-MiniLM-L6-v2;
     ``docs/method.md#name-similarity``)"""
@@ -102,8 +110,6 @@ class GRPORunConfig(TrainConfig):
     """nucleus sampling (the paper: 0.9)"""
     top_k: int = 0
     """top-k sampling, 0 = off (the paper: 50)"""
-    max_pixels: int | None = None
-    """processor's max pixels (the paper: 512·28·28 in GRPO); None = the checkpoint's"""
     use_vllm: bool = False
     """generate rollouts with vLLM (GPU only, needs ``pip install vllm``)"""
     vllm_mode: str = "colocate"
@@ -134,6 +140,8 @@ class GRPORunConfig(TrainConfig):
             raise ValueError("prompt must be open/closed and vllm_mode colocate/server")
         if self.beta < 0 or not 0 < self.top_p <= 1 or self.temperature <= 0:
             raise ValueError("beta >= 0, 0 < top_p <= 1 and temperature > 0 required")
+        if self.guard not in ("strict", "budget") or self.dangling not in ("drop", "zero"):
+            raise ValueError(f"guard must be strict/budget and dangling drop/zero, got {self.guard!r}, {self.dangling!r}")
         if self.rare_predicate_power < 0:
             raise ValueError(f"rare_predicate_power must be >= 0, got {self.rare_predicate_power}")
         return self
@@ -141,14 +149,14 @@ class GRPORunConfig(TrainConfig):
 
 # The paper's GRPO (docs/method.md#training-recipes; the reference's scripts/grpo/*): from the SFT checkpoint of
 # Qwen2-VL-2B-Instruct, VG150, 1 epoch, 32 prompts/step × G = 8, lr 6e-7, β = 0, temperature 1.0, top_p 0.9, top_k 50, 1024 completion tokens,
-# max_pixels 512·28·28, ε = 0.2, bf16, vLLM rollouts. Its old TRL fork normalised the loss per sequence (``grpo``)
+# max_pixels 512·28·28, ε = 0.2, bf16 (autocast over fp32 master weights), vLLM rollouts. Its old TRL fork normalised the loss per sequence (``grpo``)
 # and scaled advantages by the group std. 16 GPUs × 2 completions each (grad_accum 8 on one 8-GPU node).
 PAPER_GRPO = GRPORunConfig(
     init="reports/sft-paper", model_id="Qwen/Qwen2-VL-2B-Instruct", dataset="vg150", prompt="closed",
     rewards="hard", group_size=8, prompts_per_step=32, max_steps=-1, learning_rate=6e-7, beta=0.0, epsilon=0.2,
     loss_type="grpo", scale_rewards="group", max_completion_length=1024, temperature=1.0, top_p=0.9, top_k=50,
     system_prompt="rl", format_strict=True,
-    max_pixels=512 * 28 * 28, dtype="bfloat16", bf16=True, attn_implementation="flash_attention_2",
+    max_pixels=512 * 28 * 28, dtype="float32", bf16=True, attn_implementation="auto",
     gradient_checkpointing=True, use_vllm=True, vllm_mode="colocate", eval_steps=0, eval_max_new_tokens=2048,
     val_limit=5000, save_steps=100, seed=42,
 )
@@ -233,7 +241,7 @@ def build_rewards(cfg: GRPORunConfig, predicate_counts: Mapping[str, int] | None
             raise ValueError("rare_predicate_power > 0 needs the training split's predicate counts")
         pred_weights = rewards.rare_predicate_weights(predicate_counts, cfg.rare_predicate_power)
     weights = cfg.reward_weights()
-    funcs = rewards.make_rewards(list(weights), cfg.reward_sim, cfg.format_strict, pred_weights)
+    funcs = rewards.make_rewards(list(weights), cfg.reward_sim, cfg.format_strict, pred_weights, cfg.guard, cfg.dangling)
     return [*funcs, SampledStats()], [*weights.values(), 0.0]
 
 
@@ -299,7 +307,7 @@ def train_grpo(cfg: GRPORunConfig, train_rows=None, val_rows=None, vocabulary=No
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU ranks under accelerate launch: gloo
     if state.num_processes > 1 and cfg.max_minutes:
         raise ValueError("max_minutes would stop ranks at different steps; use max_steps with several processes")
-    run_dir = make_run_dir(cfg.run_dir or None, kind="grpo")
+    run_dir = shared_run_dir(cfg.run_dir, "grpo")
     init = resolve_init(cfg.init, cfg.model_id)
     if state.is_main_process:
         write_json(run_dir / "config.json", {**dataclasses.asdict(cfg), "resolved_init": init})
@@ -308,7 +316,7 @@ def train_grpo(cfg: GRPORunConfig, train_rows=None, val_rows=None, vocabulary=No
         vocabulary = data.vocabulary(cfg.dataset)
     torch.manual_seed(cfg.seed)
     model, processor = load_model_and_processor(init, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation,
-                                                 max_pixels=cfg.max_pixels)
+                                                 min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
     dataset = make_train_dataset(train_rows, processor, vocabulary if cfg.prompt == "closed" else None,
                                  prompts.system_prompt(cfg.system_prompt))
     logger, validation, cbs = callbacks(cfg, "grpo", run_dir, processor, val_rows, vocabulary,
@@ -320,6 +328,7 @@ def train_grpo(cfg: GRPORunConfig, train_rows=None, val_rows=None, vocabulary=No
                           processing_class=processor, peft_config=lora_config(cfg),
                           callbacks=cbs + list(extra_callbacks))
     trainer.remove_callback(PrinterCallback)  # a dict per step; metrics.csv holds them, Progress prints a line
+    check_master_weights(cfg, trainer)
     trainer.train(resume_from_checkpoint=last_checkpoint(run_dir) if cfg.resume else None)
     metrics = finish_run(trainer, processor, run_dir, cfg, val_rows, vocabulary, logger, validation, CURVE_PANELS,
                          extra={"init": init})

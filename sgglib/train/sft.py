@@ -33,9 +33,10 @@ from transformers import PrinterCallback, TrainerCallback
 from .. import data, prompts
 from ..config import parse_cli
 from ..models import box_convention, load_model_and_processor, pixel_bounds
-from ..runs import make_run_dir, write_json
-from .common import (EVAL_KEYS, TrainConfig, callbacks, finish_run, last_checkpoint, load_rows, lora_config,
-                     trainer_kwargs)
+from ..runs import write_json
+from .callbacks import callbacks
+from .common import (EVAL_KEYS, TrainConfig, check_master_weights, finish_run, last_checkpoint, load_rows, lora_config,
+                     shared_run_dir, trainer_kwargs)
 
 
 @dataclass
@@ -61,8 +62,9 @@ class SFTRunConfig(TrainConfig):
     """fraction of steps spent warming up"""
     weight_decay: float = 0.0
     """AdamW weight decay"""
-    max_length: int | None = 2048
-    """truncate sequences (prompt + image tokens + answer) to this many tokens"""
+    max_length: int | None = None
+    """truncate sequences (prompt + image tokens + answer) to this many tokens; None = never (a cut can split an
+    image's tokens, which TRL reports as "image features and image tokens do not match")"""
     lora_dropout: float = 0.05
     """LoRA dropout"""
     logging_steps: int = 10
@@ -86,12 +88,13 @@ class SFTRunConfig(TrainConfig):
 
 # The paper's SFT (docs/method.md#training-recipes; the reference's scripts/sft/2B_sgg.sh): Qwen2-VL-2B-Instruct,
 # VG150 train, open prompt, 3 epochs, effective batch 128 (per device 8 × accumulation 4 × 4 GPUs; on one GPU use grad_accum=16), AdamW lr
-# 1e-5, warmup 0.05, max_grad_norm 0.3, bf16, flash-attention 2, seed 42. The transformers default (linear)
-# scheduler. min/max pixels 3136 / 1024·28·28 are the processor's defaults for that checkpoint.
+# 1e-5, warmup 0.05, max_grad_norm 0.3, bf16 (autocast over fp32 master weights), flash-attention 2 where installed,
+# seed 42. The transformers default (linear) scheduler. Images at most 1024·28·28 pixels, the reference's SFT and
+# evaluation bound (the checkpoint's own maximum is 16384·28·28).
 PAPER_SFT = SFTRunConfig(
     model="Qwen/Qwen2-VL-2B-Instruct", dataset="vg150", prompt="open", max_steps=-1, num_train_epochs=3,
     batch_size=8, grad_accum=4, learning_rate=1e-5, lr_scheduler="linear", warmup_ratio=0.05, max_grad_norm=0.3,
-    dtype="bfloat16", bf16=True, attn_implementation="flash_attention_2", gradient_checkpointing=True,
+    dtype="float32", bf16=True, attn_implementation="auto", gradient_checkpointing=True, max_pixels=1024 * 28 * 28,
     eval_steps=0, eval_max_new_tokens=2048, save_steps=100, seed=42, val_limit=5000, max_length=None,
 )
 
@@ -190,15 +193,18 @@ def train_sft(cfg: SFTRunConfig, train_rows=None, val_rows=None, vocabulary=None
     import torch
     from trl import SFTTrainer
 
+    from accelerate import PartialState
+
     cfg.check()
-    run_dir = make_run_dir(cfg.run_dir or None, kind="sft")
-    write_json(run_dir / "config.json", cfg)
+    run_dir = shared_run_dir(cfg.run_dir, "sft")
+    if PartialState().is_main_process:
+        write_json(run_dir / "config.json", cfg)
     train_rows, val_rows = load_rows(cfg, train_rows, val_rows)
     if vocabulary is None and cfg.prompt != "open":
         vocabulary = data.vocabulary(cfg.dataset)
     torch.manual_seed(cfg.seed)
-    model, processor = load_model_and_processor(cfg.model, dtype=cfg.dtype,
-                                                 attn_implementation=cfg.attn_implementation)
+    model, processor = load_model_and_processor(cfg.model, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation,
+                                                 min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
     if examples is None:
         examples = SFTExamples(cfg.prompt, prompts.system_prompt(cfg.system_prompt), vocabulary, cfg.seed,
                                box_convention(processor), pixel_bounds(processor))
@@ -209,6 +215,7 @@ def train_sft(cfg: SFTRunConfig, train_rows=None, val_rows=None, vocabulary=None
                           train_dataset=train_rows.with_transform(examples), processing_class=processor,
                           peft_config=lora_config(cfg), callbacks=cbs + list(extra_callbacks))
     trainer.remove_callback(PrinterCallback)  # a dict per log step; metrics.csv holds them, Progress prints a line
+    check_master_weights(cfg, trainer)
     trainer.train(resume_from_checkpoint=last_checkpoint(run_dir) if cfg.resume else None)
     metrics = finish_run(trainer, processor, run_dir, cfg, val_rows, vocabulary, logger, validation,
                          CURVE_PANELS)

@@ -39,7 +39,13 @@ class ZeroShotConfig:
     max_new_tokens: int = 400
     """generation budget (the paper used 2048 for the 2B/7B models on VG150)"""
     dtype: str = "auto"
-    """weights dtype (``bfloat16`` on GPU for hub models)"""
+    """weights dtype (``auto``: the checkpoint's — bfloat16 for the hub models, float32 for the embedded one)"""
+    device: str = "auto"
+    """where the model runs: ``auto`` (the GPU if there is one), ``cpu``, ``cuda``, ``cuda:1``…"""
+    min_pixels: int = 0
+    """smallest image area the processor resizes to (0 = the checkpoint's)"""
+    max_pixels: int = 0
+    """largest image area the processor resizes to (0 = the checkpoint's; the paper evaluates at 1024·28·28)"""
     run_dir: str = ""
     """run directory (relative paths go under reports/); "" = reports/zero-shot-<timestamp>"""
 
@@ -64,7 +70,8 @@ def zero_shot(cfg: ZeroShotConfig, run_dir: str | Path | None = None, rows=None)
         rows = data.load_sgg(cfg.dataset, split=cfg.split)
     n = len(rows) if not cfg.limit else min(cfg.limit, len(rows))
     rows = [rows[i] for i in range(n)]
-    model, processor = load_model_and_processor(cfg.model, dtype=cfg.dtype)
+    model, processor = load_model_and_processor(cfg.model, dtype=cfg.dtype, device=cfg.device,
+                                                 min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
     results = {}
     for kind in cfg.prompts:
         vocab = data.vocabulary(cfg.dataset) if kind == "closed" else None

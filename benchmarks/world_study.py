@@ -1,0 +1,111 @@
+"""The 2×2 study: density × incomplete, ambiguous annotation, with the default world as the control (neither).
+
+For each cell: SFT (the demo's recipe, 1,000 steps), GRPO from it (R1-SGG: the demo's recipe for ``--grpo-minutes``),
+and a compute-matched control — the same SFT checkpoint trained on with SFT for the same minutes at GRPO's learning
+rate. Greedy validation on 200 images; at the end of SFT and GRPO, ``--best-of`` samples on 48 images (the sampling
+headroom). Each cell's summary — the table's metrics, the structure of the answers, precision against the complete
+graph, the recall split and the headroom — goes to ``reports/reference/study/<cell>.json`` with the commands, and
+the table to ``reports/reference/study/table.md``. A stage whose ``metrics.json`` exists is not run again.
+
+    .venv/bin/python benchmarks/world_study.py                         # all four cells, one seed
+    .venv/bin/python benchmarks/world_study.py --cells dense --seed 1 --grpo-minutes 8 -g guard=budget
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sgglib import data, diagnostics  # noqa: E402
+from sgglib.analysis import Run, gt_rows, load_run  # noqa: E402
+from sgglib.data.synthetic import WorldConfig  # noqa: E402
+from sgglib.runs import read_json, reports_dir, write_json  # noqa: E402
+from sgglib.train.grpo import GRPORunConfig, train_grpo  # noqa: E402
+from sgglib.train.sft import SFTRunConfig, train_sft  # noqa: E402
+
+DENSE = {"min_objects": 3, "max_objects": 16, "count_skew": 1.0}
+SPARSE = {"annotation_keep": 0.6, "predicate_choice": "preferred", "preference_skew": 1.0}
+CELLS = {"control": {}, "dense": DENSE, "sparse": SPARSE, "dense+sparse": {**DENSE, **SPARSE}}
+TABLE_KEYS = ("failure_rate", "ap50", "recall", "mean_recall")
+
+
+def literal(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def run_once(stage: str, out: Path, fn, cfg) -> Run:
+    """Run ``fn(cfg)`` into ``out`` unless it finished before; return the run."""
+    if not (out / "metrics.json").exists():
+        t0 = time.time()
+        fn(cfg)
+        print(f"[study] {stage}: {time.time() - t0:.0f} s", flush=True)
+    return load_run(out, stage)
+
+
+def cell(name: str, seed: int, grpo_minutes: float, best_of: int, grpo_overrides: dict, root: Path) -> dict:
+    world = WorldConfig(**CELLS[name])
+    data.load_sgg("synthetic", split="val", world=world, seed=seed)  # writes the world's folder
+    dataset = str(data.synthetic_dir(world, seed))
+    folder = root / f"{name}-seed{seed}"
+    common = dict(dataset=dataset, val_limit=200, seed=seed)
+    sft_cfg = SFTRunConfig(run_dir=str(folder / "sft"), max_steps=1000, eval_steps=0, best_of=best_of, **common)
+    sft = run_once("SFT", folder / "sft", train_sft, sft_cfg)
+    grpo_cfg = GRPORunConfig(init=str(folder / "sft"), run_dir=str(folder / "grpo"), max_steps=5000,
+                             max_minutes=grpo_minutes, eval_steps=0, best_of=best_of, **common)
+    grpo_cfg = dataclasses.replace(grpo_cfg, **grpo_overrides)
+    grpo = run_once("R1-SGG", folder / "grpo", train_grpo, grpo_cfg)
+    more_cfg = SFTRunConfig(model=str(folder / "sft" / "final"), run_dir=str(folder / "sft-more"), max_steps=5000,
+                            max_minutes=grpo_minutes, learning_rate=grpo_cfg.learning_rate, lr_scheduler="constant",
+                            warmup_ratio=0.0, eval_steps=0, **common)
+    more = run_once("SFT + same minutes", folder / "sft-more", train_sft, more_cfg)
+    runs = {"SFT": sft, "R1-SGG": grpo, "SFT + GRPO's minutes of SFT": more}
+    rows = gt_rows(sft)
+    summary = {
+        "cell": name, "seed": seed, "world": dataclasses.asdict(world), "dataset": dataset,
+        "stats": {k: v for k, v in data.graph_stats(data.load_sgg(dataset, split="val")).items()
+                  if k in ("mean_objects", "mean_relations")},
+        "runs": {label: {**{k: run.metrics.get(k) for k in TABLE_KEYS}, "global_step": run.metrics.get("global_step"),
+                         "structure": diagnostics.output_stats(run),
+                         "complete_graph": diagnostics.complete_graph_scores(run, rows),
+                         "sampling": diagnostics.sampling_headroom(run)} for label, run in runs.items()},
+        "recall_split_sft_to_r1sgg": diagnostics.recall_split(sft.metrics, grpo.metrics),
+        "configs": {"sft": read_json(folder / "sft" / "config.json"), "grpo": read_json(folder / "grpo" / "config.json"),
+                    "sft_more": read_json(folder / "sft-more" / "config.json")},
+        "table": diagnostics.study_table(runs, rows),
+    }
+    return summary
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cells", default=",".join(CELLS), help=f"comma-separated cells of {sorted(CELLS)}")
+    ap.add_argument("--seed", type=int, default=0, help="world and training seed")
+    ap.add_argument("--grpo-minutes", type=float, default=4.0, help="GRPO's time budget, and the control's")
+    ap.add_argument("--best-of", type=int, default=8, help="samples per image for the headroom (0 = off)")
+    ap.add_argument("-g", "--grpo", action="append", default=[], metavar="FIELD=VALUE",
+                    help="a GRPORunConfig field for the R1-SGG runs (repeatable), e.g. -g guard=budget")
+    ap.add_argument("--out", default=str(reports_dir("reference", "study")), help="where the summaries go")
+    args = ap.parse_args(argv)
+    overrides = {k: literal(v) for k, v in (item.split("=", 1) for item in args.grpo)}
+    root = Path(args.out)
+    runs_root = reports_dir("study")  # the run directories (not committed); the summaries go to --out
+    lines = []
+    for name in args.cells.split(","):
+        summary = cell(name, args.seed, args.grpo_minutes, args.best_of, overrides, runs_root)
+        lines += [f"### {name} (seed {args.seed})", "", summary["table"], ""]
+        write_json(root / f"{name}-seed{args.seed}.json", {**summary, "command": " ".join(["python"] + sys.argv)})
+    (root / f"table-seed{args.seed}.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""What a run's outputs are made of — the analyses the paper lacks. Reads run directories (:class:`analysis.Run`) and
+ground-truth rows only; never loads a model.
+
+* :func:`output_stats` — per run: relations and objects per valid answer, repeated ids, relations to undefined ids,
+  self-relations, truncated and other failed answers;
+* :func:`complete_graph_scores` — against the synthetic world's *complete* graph (every relation that holds, which
+  nothing trains on): are a model's relations beyond the annotation true, or hallucinated? Precision and recall
+  against the complete graph beside precision against the annotation;
+* :func:`recall_split` — a change of Recall split into *failures removed* (more valid answers, at the old recall per
+  valid answer) and *better valid answers*: ``R = (1 − FR) · R_valid``, so
+  ``ΔR = ΔV · R_valid,before + V_after · ΔR_valid``;
+* :func:`sampling_headroom` — best-of-k against mean-sample recall, from a run's ``metrics.json`` (``best_of``).
+
+All percentages. The hit test is the metric's own (:func:`sgglib.matching.triplet_scores`, IoU ≥ 0.5).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+from .analysis import Run
+from .graph import SceneGraph
+from .matching import triplet_scores
+from .parse import Failure, parse_completion
+from .viz import prediction_in_pixels
+
+
+def _records(run: Run) -> dict[str, dict]:
+    return {str(r["image_id"]): r for r in run.records() if r.get("sample", 0) == 0}
+
+
+def output_stats(run: Run) -> dict[str, float]:
+    """Structure of a run's greedy answers (``predictions.jsonl``): failure and truncation rates (% of answers), and
+    per valid answer the mean numbers of objects, relations, repeated ids, relations to undefined ids and
+    self-relations."""
+    results = [parse_completion(r.get("completion")) for r in _records(run).values()]
+    valid = [r for r in results if r.ok]
+    n, v = max(1, len(results)), max(1, len(valid))
+    return {
+        "answers": len(results),
+        "failure_rate": 100 * (len(results) - len(valid)) / n,
+        "truncated": 100 * sum(r.failure is Failure.TRUNCATED for r in results) / n,
+        "objects_per_answer": sum(len(r.graph.objects) for r in valid) / v,
+        "relations_per_answer": sum(len(r.graph.relations) for r in valid) / v,
+        "repeated_ids_per_answer": sum(r.duplicate_ids for r in valid) / v,
+        "dangling_per_answer": sum(r.dangling_relations for r in valid) / v,
+        "self_relations_per_answer": sum(sum(x.subject == x.object for x in r.graph.relations) for r in valid) / v,
+    }
+
+
+def complete_graph_scores(run: Run, rows: Sequence[Mapping[str, Any]], iou_threshold: float = 0.5
+                          ) -> dict[str, float] | None:
+    """Pooled over the images of ``rows`` that carry ``complete_relationships`` (None if none do) and that the run
+    answered: precision of the
+    predicted relations against the complete graph and against the annotation, and recall of the complete graph.
+    A predicted relation is *true* when the complete graph holds a relation it hits (same predicate and categories,
+    both boxes IoU ≥ ``iou_threshold`` — the Hard Recall rule, symmetric); failed answers predict nothing."""
+    records = _records(run)
+    predicted = true_complete = true_annotated = complete = complete_hit = 0
+    seen = False
+    for row in rows:
+        if "complete_relationships" not in row:
+            continue
+        seen = True
+        record = records.get(str(row["image_id"]))
+        if record is None:  # an image this run did not answer (a smaller validation set)
+            continue
+        full = SceneGraph.from_dict({"objects": row["objects"], "relationships": row["complete_relationships"]})
+        annotated = SceneGraph.from_dict(row)
+        complete += len(full.relations)
+        pred = prediction_in_pixels(record, row["width"], row["height"])[1]
+        if pred is None:
+            continue
+        ids = pred.object_map()
+        valid = [r for r in pred.relations if r.subject in ids and r.object in ids]
+        predicted += len(valid)
+        if valid:
+            true_complete += int((triplet_scores(full, pred, iou_threshold=iou_threshold) > 0.5).sum())
+            true_annotated += int((triplet_scores(annotated, pred, iou_threshold=iou_threshold) > 0.5).sum())
+        if full.relations:
+            complete_hit += int((triplet_scores(pred, full, iou_threshold=iou_threshold) > 0.5).sum())
+    if not seen:
+        return None
+    nan = math.nan
+    return {"predicted_relations": predicted,
+            "precision_complete": 100 * true_complete / predicted if predicted else nan,
+            "precision_annotated": 100 * true_annotated / predicted if predicted else nan,
+            "recall_complete": 100 * complete_hit / complete if complete else nan}
+
+
+def recall_split(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, float]:
+    """Split ``after["recall"] − before["recall"]`` (metrics dicts: ``recall``, ``failure_rate``, %) into failures
+    removed and better valid answers (module docstring); the two parts sum to the change.
+
+    The paper's 2B row (SFT FR 72.42 / Recall 5.47, R1-SGG 0.10 / 21.09): 14.3 of the 15.6 points are failures
+    removed.
+
+    >>> split = recall_split({"recall": 5.47, "failure_rate": 72.42}, {"recall": 21.09, "failure_rate": 0.10})
+    >>> round(split["failures_removed"], 1), round(split["better_valid_answers"], 1)
+    (14.3, 1.3)
+    """
+    v_b, v_a = 1 - before["failure_rate"] / 100, 1 - after["failure_rate"] / 100
+    r_b = before["recall"] / v_b if v_b else 0.0
+    r_a = after["recall"] / v_a if v_a else 0.0
+    removed = (v_a - v_b) * r_b
+    return {"recall_change": after["recall"] - before["recall"], "failures_removed": removed,
+            "better_valid_answers": after["recall"] - before["recall"] - removed,
+            "recall_per_valid_before": r_b, "recall_per_valid_after": r_a}
+
+
+def sampling_headroom(run: Run) -> dict[str, float] | None:
+    """``best_of_k_recall``, ``mean_sample_recall`` and the sampled failure rate recorded at the end of a run with
+    ``best_of`` > 0, beside its greedy Recall on the same images' split; None if the run did not sample."""
+    sampling = run.metrics.get("sampling")
+    if not sampling:
+        return None
+    return {**sampling, "greedy_recall": run.metrics.get("recall", math.nan)}
+
+
+def study_table(runs: Mapping[str, Run], rows: Sequence[Mapping[str, Any]] | None = None) -> str:
+    """One Markdown line per run: Recall, recall per valid answer, the structure of its answers, precision against
+    the complete graph (when ``rows`` carry it) and the sampling headroom (when recorded)."""
+    head = ["run", "FR", "Recall", "R per valid", "rel/answer", "repeated ids", "self-rel", "truncated",
+            "P(complete)", "P(annotated)", "R(complete)", "best-of-k", "mean sample"]
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    for label, run in runs.items():
+        stats = output_stats(run)
+        m = run.metrics
+        valid = 1 - m.get("failure_rate", math.nan) / 100
+        scores = complete_graph_scores(run, rows) if rows is not None else None
+        head_room = sampling_headroom(run) or {}
+        cells = [m.get("failure_rate"), m.get("recall"), m.get("recall", math.nan) / valid if valid else math.nan,
+                 stats["relations_per_answer"], stats["repeated_ids_per_answer"], stats["self_relations_per_answer"],
+                 stats["truncated"], *((scores or {}).get(k) for k in ("precision_complete", "precision_annotated",
+                                                                      "recall_complete")),
+                 head_room.get("best_of_k_recall"), head_room.get("mean_sample_recall")]
+        lines.append(f"| {label} | " + " | ".join("–" if c is None or c != c else f"{c:.2f}" for c in cells) + " |")
+    return "\n".join(lines)

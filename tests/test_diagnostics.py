@@ -1,0 +1,81 @@
+"""sgglib.diagnostics: the structure of a run's answers, precision against the complete graph, the recall split and
+the sampling headroom — hand-made run directories with known answers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sgglib import diagnostics
+from sgglib.analysis import load_run
+from sgglib.runs import write_json
+
+ROW = {"image_id": "a", "width": 100, "height": 100,
+       "objects": [{"id": "cat.1", "bbox": [0, 0, 50, 50]}, {"id": "mat.1", "bbox": [0, 50, 100, 100]}],
+       "relationships": [{"subject": "cat.1", "predicate": "on", "object": "mat.1"}],
+       "complete_relationships": [{"subject": "cat.1", "predicate": "on", "object": "mat.1"},
+                                  {"subject": "cat.1", "predicate": "above", "object": "mat.1"}]}
+OBJECTS = [{"id": "cat.1", "bbox": [0, 0, 500, 500]}, {"id": "mat.1", "bbox": [0, 500, 1000, 1000]}]
+
+
+def answer(relations):
+    return json.dumps({"objects": OBJECTS, "relationships": [
+        {"subject": s, "predicate": p, "object": o} for s, p, o in relations]})
+
+
+def run_dir(tmp_path, completions, metrics=None):
+    # a run directory as training writes it: predictions.jsonl (one image each) and metrics.json
+    path = tmp_path / "run"
+    path.mkdir()
+    lines = [{"image_id": f"img{i}", "completion": c, "box_scale": [1000, 1000], "sample": 0}
+             for i, c in enumerate(completions)]
+    (path / "predictions.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    write_json(path / "metrics.json", metrics or {"failure_rate": 0.0, "recall": 50.0})
+    return load_run(path)
+
+
+def test_output_stats_counts_structure_and_failures(tmp_path):
+    # 1 truncated answer of 4; the 3 valid ones hold 2, 1 and 3 relations, one self-relation and one dangling id
+    run = run_dir(tmp_path, [answer([("cat.1", "on", "mat.1"), ("cat.1", "near", "cat.1")]),
+                             answer([("cat.1", "on", "mat.1")]),
+                             answer([("cat.1", "on", "mat.1"), ("cat.1", "above", "mat.1"), ("dog.9", "on", "mat.1")]),
+                             '{"objects": [{"id": "cat.1", "bbox": [0, 0'])
+    stats = diagnostics.output_stats(run)
+    assert stats["failure_rate"] == stats["truncated"] == 25.0
+    assert stats["relations_per_answer"] == pytest.approx(5 / 3)  # the dangling relation is dropped by the parser
+    assert stats["self_relations_per_answer"] == pytest.approx(1 / 3)
+    assert stats["dangling_per_answer"] == pytest.approx(1 / 3)
+
+
+def test_precision_against_the_complete_graph(tmp_path):
+    # "above" is true (the complete graph holds it) but unannotated; "under" is false: precision against the
+    # complete graph 2/3, against the annotation 1/3; the complete graph's recall 2/2
+    run = run_dir(tmp_path, [answer([("cat.1", "on", "mat.1"), ("cat.1", "above", "mat.1"),
+                                     ("cat.1", "under", "mat.1")])])
+    rows = [{**ROW, "image_id": "img0"}]
+    scores = diagnostics.complete_graph_scores(run, rows)
+    assert scores["precision_complete"] == pytest.approx(200 / 3)
+    assert scores["precision_annotated"] == pytest.approx(100 / 3)
+    assert scores["recall_complete"] == 100.0
+    without = [{k: v for k, v in rows[0].items() if k != "complete_relationships"}]
+    assert diagnostics.complete_graph_scores(run, without) is None  # real data: no complete graph, no claim
+
+
+def test_recall_split_parts_sum_to_the_change():
+    # the two parts add up; with no failures before or after the change is all in the valid answers
+    split = diagnostics.recall_split({"recall": 10.0, "failure_rate": 50.0}, {"recall": 18.0, "failure_rate": 10.0})
+    assert split["failures_removed"] + split["better_valid_answers"] == pytest.approx(8.0)
+    assert split["failures_removed"] == pytest.approx(8.0)  # 20 per valid answer before and after
+    same = diagnostics.recall_split({"recall": 10.0, "failure_rate": 0.0}, {"recall": 12.0, "failure_rate": 0.0})
+    assert same["failures_removed"] == 0.0 and same["better_valid_answers"] == pytest.approx(2.0)
+
+
+def test_study_table_and_headroom(tmp_path):
+    # a run that sampled at its end reports its headroom; the table has one row per run with every column
+    metrics = {"failure_rate": 0.0, "recall": 40.0, "sampling": {"best_of_k": 8, "best_of_k_recall": 55.0,
+                                                                 "mean_sample_recall": 30.0}}
+    run = run_dir(tmp_path, [answer([("cat.1", "on", "mat.1")])], metrics)
+    assert diagnostics.sampling_headroom(run)["best_of_k_recall"] == 55.0
+    table = diagnostics.study_table({"SFT": run}, [{**ROW, "image_id": "img0"}]).splitlines()
+    assert len(table) == 3 and table[2].startswith("| SFT | 0.00 | 40.00 | 40.00 |") and "55.00" in table[2]
