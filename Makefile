@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)
 
+# any notebook parameter: make demo ARGS="-p 01.annotation_keep=0.6 -p 04.guard=budget"
 demo: $(STAMP)
-	$(PY) -m sgglib.pipeline --run-id demo
+	$(PY) -m sgglib.pipeline --run-id demo $(ARGS)
 
 # evaluate the shipped example predictions (seconds; no model)
 demo-eval: $(STAMP)

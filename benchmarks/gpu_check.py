@@ -127,10 +127,14 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = Path("/tmp/gpu-check")
     failed = 0
+    sections = {"versions": versions, "load": load, "recipes": lambda: recipes(work)}
+    unknown = [s for s in args.sections.split(",") if s not in sections]
+    if unknown:
+        ap.error(f"unknown sections {unknown}; choose from {sorted(sections)}")
     for section in args.sections.split(","):
         t0 = time.perf_counter()
         try:
-            result = {"ok": True, **{"versions": versions, "load": load}.get(section, lambda: recipes(work))()}
+            result = {"ok": True, **sections[section]()}
         except Exception as err:  # noqa: BLE001 - a section's failure is recorded and the next one still runs
             result = {"ok": False, "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()[-4000:]}
             failed += 1

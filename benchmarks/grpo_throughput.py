@@ -40,6 +40,7 @@ import dataclasses
 import json
 import platform
 import random
+import re
 import resource
 import sys
 import time
@@ -62,7 +63,9 @@ from sgglib.runs import reports_dir, write_json  # noqa: E402
 from sgglib.train.common import use_bf16  # noqa: E402
 from sgglib.train.grpo import PAPER_GRPO, build_rewards, trl_args  # noqa: E402
 
-SPEC_BF16_DENSE = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
+# dense bf16 spec-sheet peaks by device name (whole words: "A10" is not an "A10G"; an H100 PCIe is slower than SXM)
+SPEC_BF16_DENSE = {"H200": 989e12, "H100 80GB HBM3": 989e12, "H100 SXM": 989e12, "H100 PCIe": 756e12,
+                   "H100 NVL": 835e12, "A100": 312e12, "L40S": 362e12}
 
 
 def build_model(dims: TinyModelConfig, tokenizer, device: str):
@@ -255,7 +258,8 @@ def main(argv=None) -> dict:
     prompt_tokens = len(processor.tokenizer(text)["input_ids"]) - 1 + patches // 4  # one pad → patches/4 tokens
     flops = update_flops(dims, vocab, prompt_tokens, length, patches, completions)
     update_s = mean["forward"] + mean["backward"]
-    spec = next((v for k, v in SPEC_BF16_DENSE.items() if cuda and k in device_name), None)
+    spec = next((v for k, v in SPEC_BF16_DENSE.items() if cuda and re.search(rf"\b{re.escape(k)}\b", device_name)),
+                None)
     peak, peak_kind = measured_peak(cuda)
     import transformers
     import trl

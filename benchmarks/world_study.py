@@ -1,5 +1,9 @@
 """The 2×2 study: density × incomplete, ambiguous annotation, with the default world as the control (neither).
 
+The dense world has 3–16 objects with a long tail (``count_skew`` 0.7: mean 7.3, 17 % of its answers over 250
+tokens); the sparse one keeps 60 % of the related pairs, each labelled with one of the predicates that hold. The
+decoding budget of validation and rollouts is 250 tokens in every cell, so the densest answers do not fit, as long
+VG answers do not fit a 1,024-token budget; the control's and the sparse world's answers (at most 162) always fit.
 For each cell: SFT (the demo's recipe, 1,000 steps), GRPO from it (R1-SGG: the demo's recipe for ``--grpo-minutes``),
 and a compute-matched control — the same SFT checkpoint trained on with SFT for the same minutes at GRPO's learning
 rate. Greedy validation on 200 images; at the end of SFT and GRPO, ``--best-of`` samples on 48 images (the sampling
@@ -29,7 +33,7 @@ from sgglib.runs import read_json, reports_dir, write_json  # noqa: E402
 from sgglib.train.grpo import GRPORunConfig, train_grpo  # noqa: E402
 from sgglib.train.sft import SFTRunConfig, train_sft  # noqa: E402
 
-DENSE = {"min_objects": 3, "max_objects": 16, "count_skew": 1.0}
+DENSE = {"min_objects": 3, "max_objects": 16, "count_skew": 0.7}
 SPARSE = {"annotation_keep": 0.6, "predicate_choice": "preferred", "preference_skew": 1.0}
 CELLS = {"control": {}, "dense": DENSE, "sparse": SPARSE, "dense+sparse": {**DENSE, **SPARSE}}
 TABLE_KEYS = ("failure_rate", "ap50", "recall", "mean_recall")
@@ -51,16 +55,18 @@ def run_once(stage: str, out: Path, fn, cfg) -> Run:
     return load_run(out, stage)
 
 
-def cell(name: str, seed: int, grpo_minutes: float, best_of: int, grpo_overrides: dict, root: Path) -> dict:
+def cell(name: str, seed: int, grpo_minutes: float, best_of: int, grpo_overrides: dict, root: Path,
+         sft_steps: int = 1000, val_limit: int = 200, max_new_tokens: int = 250) -> dict:
     world = WorldConfig(**CELLS[name])
     data.load_sgg("synthetic", split="val", world=world, seed=seed)  # writes the world's folder
     dataset = str(data.synthetic_dir(world, seed))
     folder = root / f"{name}-seed{seed}"
-    common = dict(dataset=dataset, val_limit=200, seed=seed)
-    sft_cfg = SFTRunConfig(run_dir=str(folder / "sft"), max_steps=1000, eval_steps=0, best_of=best_of, **common)
+    common = dict(dataset=dataset, val_limit=val_limit, seed=seed, eval_max_new_tokens=max_new_tokens)
+    sft_cfg = SFTRunConfig(run_dir=str(folder / "sft"), max_steps=sft_steps, eval_steps=0, best_of=best_of, **common)
     sft = run_once("SFT", folder / "sft", train_sft, sft_cfg)
     grpo_cfg = GRPORunConfig(init=str(folder / "sft"), run_dir=str(folder / "grpo"), max_steps=5000,
-                             max_minutes=grpo_minutes, eval_steps=0, best_of=best_of, **common)
+                             max_minutes=grpo_minutes, eval_steps=0, best_of=best_of,
+                             max_completion_length=max_new_tokens, **common)
     grpo_cfg = dataclasses.replace(grpo_cfg, **grpo_overrides)
     grpo = run_once("R1-SGG", folder / "grpo", train_grpo, grpo_cfg)
     more_cfg = SFTRunConfig(model=str(folder / "sft" / "final"), run_dir=str(folder / "sft-more"), max_steps=5000,
@@ -93,14 +99,19 @@ def main(argv=None) -> None:
     ap.add_argument("--best-of", type=int, default=8, help="samples per image for the headroom (0 = off)")
     ap.add_argument("-g", "--grpo", action="append", default=[], metavar="FIELD=VALUE",
                     help="a GRPORunConfig field for the R1-SGG runs (repeatable), e.g. -g guard=budget")
+    ap.add_argument("--sft-steps", type=int, default=1000, help="SFT steps (the demo's recipe: 1,000)")
+    ap.add_argument("--val-limit", type=int, default=200, help="validation images")
+    ap.add_argument("--max-new-tokens", type=int, default=250,
+                    help="the decoding budget of validation and rollouts: the dense world's longest answers exceed it")
+    ap.add_argument("--runs", default=str(reports_dir("study")), help="where the run directories go (not committed)")
     ap.add_argument("--out", default=str(reports_dir("reference", "study")), help="where the summaries go")
     args = ap.parse_args(argv)
     overrides = {k: literal(v) for k, v in (item.split("=", 1) for item in args.grpo)}
     root = Path(args.out)
-    runs_root = reports_dir("study")  # the run directories (not committed); the summaries go to --out
     lines = []
     for name in args.cells.split(","):
-        summary = cell(name, args.seed, args.grpo_minutes, args.best_of, overrides, runs_root)
+        summary = cell(name, args.seed, args.grpo_minutes, args.best_of, overrides, Path(args.runs), args.sft_steps,
+                       args.val_limit, args.max_new_tokens)
         lines += [f"### {name} (seed {args.seed})", "", summary["table"], ""]
         write_json(root / f"{name}-seed{args.seed}.json", {**summary, "command": " ".join(["python"] + sys.argv)})
     (root / f"table-seed{args.seed}.md").write_text("\n".join(lines))

@@ -20,6 +20,7 @@ layer / module                      what it holds
 ``data``                            ``load_sgg(source, split)``: the synthetic world, VG150, PSG, hub rows
 **views** (read runs; never load a model)
 ``viz`` / ``viewer`` / ``analysis``  drawing and curves / the ipywidgets viewer / tables and plots of runs
+``diagnostics``                     answer structure, precision vs the complete graph, recall split, headroom
 **models**
 ``models``                          load Qwen2-VL / Qwen2.5-VL (hub, local, embedded), ``predict``, scoring
 **train**

@@ -47,7 +47,7 @@ class Run:
     path: Path
     config: dict[str, Any]
     metrics: dict[str, Any]
-    """final validation metrics (:func:`sgglib.metrics.evaluate`'s keys)"""
+    """final validation metrics (:func:`sgglib.metrics.compute_metrics`'s keys)"""
     curves: list[dict[str, float]] = field(default_factory=list)
     """``metrics.csv`` rows as numbers (empty cells dropped)"""
     predictions_file: Path | None = None

@@ -134,15 +134,16 @@ def resolve_model(name_or_path: str | Path | None) -> str:
     return name
 
 
-def attention_implementation(name: str = "auto") -> str:
-    """``auto``: ``flash_attention_2`` on a CUDA GPU where the flash-attn package is installed, else ``sdpa``. An
-    explicit ``flash_attention_2`` without flash-attn falls back to ``sdpa`` with a warning (it is an optional GPU
-    dependency; loading would otherwise fail)."""
+def attention_implementation(name: str = "auto", half: bool = False) -> str:
+    """``auto``: ``flash_attention_2`` on a CUDA GPU where the flash-attn package is installed and the compute is in
+    half precision (``half``: bf16/fp16 weights, or bf16 autocast in training — flash-attn has no fp32 kernels), else
+    ``sdpa``. An explicit ``flash_attention_2`` without flash-attn falls back to ``sdpa`` with a warning (it is an
+    optional GPU dependency; loading would otherwise fail)."""
     import torch
 
     flash = torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
     if name == "auto":
-        return "flash_attention_2" if flash else "sdpa"
+        return "flash_attention_2" if flash and half else "sdpa"
     if name == "flash_attention_2" and not flash:
         warnings.warn("flash_attention_2 needs a CUDA GPU and `pip install flash-attn`; using sdpa", stacklevel=2)
         return "sdpa"
@@ -157,11 +158,13 @@ def load_model_and_processor(
     device: str | None = None,
     min_pixels: int | None = None,
     max_pixels: int | None = None,
+    autocast: bool = False,
 ):
     """Load a Qwen2-VL or Qwen2.5-VL model and its processor from a hub id, a directory or an embedded name.
 
     ``dtype``: ``"auto"`` (the checkpoint's), ``"float32"``, ``"bfloat16"``…; ``attn_implementation``: ``"auto"``
-    (:func:`attention_implementation`), ``"sdpa"``, ``"eager"``, ``"flash_attention_2"``. ``device``: where the
+    (:func:`attention_implementation`; ``autocast``: a trainer will run the compute in bf16), ``"sdpa"``,
+    ``"eager"``, ``"flash_attention_2"``. ``device``: where the
     weights go (``"auto"``: the GPU if there is one; None: where they load, the CPU — trainers move them
     themselves). ``lora``: ``None`` (full model) or a PEFT ``LoraConfig`` / dict of its fields; the returned model is
     then a ``PeftModel`` with only the adapters trainable.
@@ -172,7 +175,9 @@ def load_model_and_processor(
     path = resolve_model(name_or_path)
     cls = Qwen2_5_VLForConditionalGeneration if _model_type(path) == "qwen2_5_vl" else Qwen2VLForConditionalGeneration
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-    model = cls.from_pretrained(path, dtype=torch_dtype, attn_implementation=attention_implementation(attn_implementation))
+    half = autocast or dtype in ("bfloat16", "float16")
+    model = cls.from_pretrained(path, dtype=torch_dtype, attn_implementation=attention_implementation(attn_implementation,
+                                                                                                      half))
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else None
     if device is not None:

@@ -20,7 +20,8 @@ notebook may drop or rename one without breaking the driver; ``-p name=value`` g
 and a notebook that fails stops the stages after it except 05, which reports whatever runs exist.
 
 The real path is the same command with the model and data switched, on a GPU machine with the hub:
-``--model Qwen/Qwen2-VL-2B-Instruct -p dataset=<VG150 dir> -p source=<VG150 dir> -p dtype=bfloat16 -p bf16=True``
+``--model Qwen/Qwen2-VL-2B-Instruct -p source=<VG150 dir>`` (notebook 01 hands the dataset on; bf16 autocast over
+float32 weights is the default on a GPU)
 (``--model`` sets 02/03's ``model`` and 04's ``model_id``).
 """
 

@@ -176,7 +176,9 @@ def system_prompt(name: str | None) -> str | None:
     """A system turn by name: ``"sft"`` (:data:`SFT_SYSTEM_PROMPT`), ``"rl"`` (:data:`RL_SYSTEM_PROMPT`),
     ``"none"`` or ``""`` (no system turn: the chat template's default); any other string is the text itself."""
     named = {"sft": SFT_SYSTEM_PROMPT, "rl": RL_SYSTEM_PROMPT, "none": None, "": None}
-    return named[name] if name is None or name in named else name
+    if name is None:  # configs saved before system prompts had names wrote null for "no system turn"
+        return None
+    return named.get(name, name)
 
 
 def prompt_messages(text: str, system: str | None = SFT_SYSTEM_PROMPT) -> list[dict[str, Any]]:

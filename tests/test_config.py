@@ -35,6 +35,14 @@ def parameters(notebook: str) -> dict:
     return namespace
 
 
+def differences(cls, params: dict) -> dict:
+    """The fields a parameters cell sets to something other than ``cls``'s default: ``{name: (cell, default)}``."""
+    shared = sorted({f.name for f in dataclasses.fields(cls)} & set(params))
+    assert shared, cls.__name__
+    built, default = from_parameters(cls, params), cls()
+    return {k: (getattr(built, k), getattr(default, k)) for k in shared if getattr(built, k) != getattr(default, k)}
+
+
 @pytest.mark.parametrize("notebook", sorted(BUILDS))
 def test_parameters_cell_agrees_with_its_dataclass(notebook):
     # a parameter that is a config field has the dataclass's default, so the notebook and the command line start
@@ -43,18 +51,13 @@ def test_parameters_cell_agrees_with_its_dataclass(notebook):
     source = repo_path("notebooks", notebook).read_text()
     for cls in BUILDS[notebook]:
         assert f"from_parameters({cls.__name__}" in source, (notebook, cls.__name__)
-        fields = {f.name for f in dataclasses.fields(cls)}
-        shared = sorted(fields & set(params))
-        assert shared, (notebook, cls.__name__)
-        built, default = from_parameters(cls, params), cls()
-        differ = {k: (getattr(built, k), getattr(default, k)) for k in shared if getattr(built, k) != getattr(default, k)}
-        assert not differ, f"{notebook}: parameters differ from {cls.__name__} defaults: {differ}"
+        assert not differences(cls, params), f"{notebook}: parameters differ from {cls.__name__} defaults"
 
 
 def test_the_check_catches_a_drifted_default():
-    # the comparison above is not vacuous: a changed literal in a parameters cell is a difference
-    params = {**parameters("03_sft.ipynb"), "max_steps": 1500}
-    assert from_parameters(SFTRunConfig, params).max_steps != SFTRunConfig().max_steps
+    # the comparison above is not vacuous: the 1,500 steps notebook 03 once said, or a comma list that differs
+    assert differences(SFTRunConfig, {**parameters("03_sft.ipynb"), "max_steps": 1500}) == {"max_steps": (1500, 1000)}
+    assert differences(ZeroShotConfig, {"prompts": "closed"}) == {"prompts": (["closed"], ["open", "closed"])}
 
 
 def test_from_parameters_reads_fields_only_and_splits_lists():

@@ -160,9 +160,10 @@ def test_rare_predicate_power_weights_the_edge_reward_only(tmp_path):
         GRPORunConfig(rare_predicate_power=-1).check()
 
 
-def test_init_sft_finds_the_newest_sft_checkpoint_at_any_depth(monkeypatch, tmp_path):
+def test_init_sft_finds_the_newest_notebook_or_demo_sft(monkeypatch, tmp_path):
     # init="sft" with no SFT final/ fails and says which notebook to run; it finds notebook 03's reports/sft-*/final
-    # and make demo's reports/<run id>/runs/sft/final, the newer of the two, from any working directory
+    # and make demo's reports/<run id>/runs/sft/final, the newer of the two, from any working directory, and never
+    # a study's SFT on another world (reports/study/<cell>/sft/final)
     import sgglib.train.grpo as grpo
 
     monkeypatch.setattr(grpo, "reports_dir", lambda *p: tmp_path.joinpath(*p))
@@ -180,6 +181,7 @@ def test_init_sft_finds_the_newest_sft_checkpoint_at_any_depth(monkeypatch, tmp_
     assert resolve_init("sft") == notebook
     demo = make("demo/runs/sft", 2_000_000)
     make("demo/runs/grpo", 3_000_000)  # a GRPO final is never an SFT checkpoint
+    make("study/dense-seed0/sft", 4_000_000)  # another world's SFT: only by its path
     monkeypatch.chdir(tmp_path / "demo")
     assert resolve_init("sft") == demo
     assert resolve_init("base", "tiny-base") == "tiny-base"

@@ -50,7 +50,7 @@ def aux_examples(row: dict, rng: random.Random | None = None, system: str | None
     relate_prompt = ('List the relations between the objects in JSON: {"relationships": [...]}, each with a '
                      "subject, a predicate and an object id (category.number).")
     # Long forms share the scene-graph prompt's wording: with BPE merging across words, words the base never reads
-    # are tokens it never trained, and its zero-shot output degenerates on them (measured: FR 100 %, "ve ve ]]")
+    # are tokens it never trained, and its zero-shot output degenerates on them (docs/findings.md#the-embedded-tokenizer)
     if vocabulary is not None and rng.random() < 0.5:
         names_line = "Object names must come from this list: [" + ", ".join(vocabulary.categories) + "].\n"
         predicates_line = "Predicates must come from this list: [" + ", ".join(vocabulary.predicates) + "].\n"

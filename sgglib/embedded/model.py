@@ -22,7 +22,7 @@ import dataclasses
 import os
 import random
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -51,7 +51,7 @@ class TinyModelConfig:
     """grouped-query KV heads"""
     intermediate_size: int = 256
     """text MLP width"""
-    mrope_section: tuple[int, int, int] = (4, 6, 6)
+    mrope_section: list[int] = field(default_factory=lambda: [4, 6, 6])
     """multimodal RoPE split (temporal, height, width); must sum to head_dim / 2"""
     vision_depth: int = 2
     """vision transformer blocks"""
@@ -67,11 +67,12 @@ class TinyModelConfig:
     """RoPE base of the text decoder (Qwen2-VL-2B: 1e6)"""
     bpe_across_words: bool = True
     """let BPE merge across spaces and punctuation (no GPT-2 split regex): in this closed world whole JSON
-    fragments such as ``", "bbox": [`` become one token, and answers are 2.4× shorter (165 vs 402 tokens)"""
+    fragments such as ``", "bbox": [`` become one token and answers get much shorter
+    (``docs/findings.md#the-embedded-tokenizer``)"""
     max_token_chars: int | None = 24
     """longest BPE token in characters; uncapped, BPE merged whole prompt sentences into tokens the base model read
     nowhere else (``docs/findings.md#the-embedded-tokenizer``)"""
-    image_mean: tuple[float, float, float] | None = None
+    image_mean: list[float] | None = None
     """pixel mean in [0, 1]; None = the synthetic world's background mean (background-centred)"""
     image_std: float = 0.25
     """pixel std around that mean"""
@@ -200,7 +201,7 @@ def build_tiny_model(out_dir: str | Path, config: TinyModelConfig | None = None,
 
 
 QWEN2_VL_2B = TinyModelConfig(hidden_size=1536, num_layers=28, num_heads=12, num_kv_heads=2, intermediate_size=8960,
-                              mrope_section=(16, 24, 24), vision_depth=32, vision_embed_dim=1280, vision_heads=16,
+                              mrope_section=[16, 24, 24], vision_depth=32, vision_embed_dim=1280, vision_heads=16,
                               lm_vocab_size=151936, rope_theta=1e6)
 """Qwen2-VL-2B-Instruct's dimensions (its ``config.json``): 2.21 B parameters, 0.67 B of them in the vision tower.
 With random weights and the embedded tokenizer it checks shapes, dtypes and throughput at the real size."""

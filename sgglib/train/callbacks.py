@@ -128,7 +128,7 @@ class Progress(TrainerCallback):
 
     def __init__(self, label: str, max_minutes: float = 0.0, every_s: float = 30.0, echo: Callable = print,
                  validation: "GreedyValidation | None" = None):
-        self.label, self.budget_s, self.every_s, self.echo = label, 60 * max_minutes, every_s, echo
+        self.label, self.budget_s, self.every_s, self.echo = label, 60 * (max_minutes or 0), every_s, echo
         self.validation = validation
         self.t0 = self.last = time.time()
         self.start_step = 0

@@ -7,7 +7,7 @@ frame the model writes boxes in: 0–1000 for Qwen2-VL, resized pixels for Qwen2
 :mod:`sgglib.rewards` (unweighted) are TRL ``reward_funcs`` and the config's weights TRL's ``reward_weights``, so
 ``train/reward_<name>`` columns are unweighted (Hard Recall as a fraction, the size guard in [−1, 0]) and
 ``train/reward`` is the weighted total the advantage sees. Everything else goes through TRL's public hooks:
-callbacks (:mod:`sgglib.train.common`) and a weight-0 reward that only *measures* the sampled completions via
+callbacks (:mod:`sgglib.train.callbacks`) and a weight-0 reward that only *measures* the sampled completions via
 ``log_metric`` (:class:`SampledStats`).
 
 A run directory: ``config.json``, ``metrics.csv`` (every ``logging_steps``: ``train/reward``,
@@ -43,7 +43,7 @@ from ..parse import completion_text, parse_completion
 from ..runs import repo_path, reports_dir, write_json
 from .callbacks import MEASURE_ONLY, callbacks
 from .common import (EVAL_KEYS, TrainConfig, check_master_weights, finish_run, last_checkpoint, load_rows, lora_config,
-                     shared_run_dir, trainer_kwargs)
+                     shared_run_dir, trainer_kwargs, use_bf16)
 
 
 @dataclass
@@ -52,7 +52,8 @@ class GRPORunConfig(TrainConfig):
     embedded world and tiny model on 2 CPU cores; :data:`PAPER_GRPO` holds the paper's real-path parameters."""
 
     init: str = "sft"
-    """``sft`` (R1-SGG: the newest SFT ``final/`` under ``reports/``, from notebook 03 or ``make demo``), ``base``
+    """``sft`` (R1-SGG: the newest ``reports/sft*/final`` of notebook 03 or ``reports/*/runs/sft/final`` of ``make
+    demo``), ``base``
     (R1-SGG-Zero: ``model_id`` itself), or a path: a model directory or an SFT run directory (its ``final/``)"""
     model_id: str = "tiny-base"
     """the base model ``init="base"`` starts from: an embedded name, a directory or a hub id
@@ -149,8 +150,8 @@ class GRPORunConfig(TrainConfig):
 
 # The paper's GRPO (docs/method.md#training-recipes; the reference's scripts/grpo/*): from the SFT checkpoint of
 # Qwen2-VL-2B-Instruct, VG150, 1 epoch, 32 prompts/step × G = 8, lr 6e-7, β = 0, temperature 1.0, top_p 0.9, top_k 50, 1024 completion tokens,
-# max_pixels 512·28·28, ε = 0.2, bf16 (autocast over fp32 master weights), vLLM rollouts. Its old TRL fork normalised the loss per sequence (``grpo``)
-# and scaled advantages by the group std. 16 GPUs × 2 completions each (grad_accum 8 on one 8-GPU node).
+# max_pixels 512·28·28, ε = 0.2, bf16 (autocast over fp32 master weights), vLLM rollouts. Its old TRL fork
+# normalised the loss per sequence (``grpo``) and scaled advantages by the group std. 16 GPUs × 2 completions each (grad_accum 8 on one 8-GPU node).
 PAPER_GRPO = GRPORunConfig(
     init="reports/sft-paper", model_id="Qwen/Qwen2-VL-2B-Instruct", dataset="vg150", prompt="closed",
     rewards="hard", group_size=8, prompts_per_step=32, max_steps=-1, learning_rate=6e-7, beta=0.0, epsilon=0.2,
@@ -168,12 +169,14 @@ def resolve_init(init: str, model_id: str = "tiny-base") -> str:
     if init == "base":
         return model_id
     if init == "sft":
-        # any depth: notebook 03 writes reports/sft-<time>/, make demo reports/<run id>/runs/sft/
-        finals = [p.parent for p in reports_dir().glob("**/sft*/final/config.json")]
+        # notebook 03 writes reports/sft-<time>/, make demo reports/<run id>/runs/sft/; nothing else (a study's
+        # SFT runs on other worlds are never picked up by name)
+        finals = [p.parent for pattern in ("sft*/final/config.json", "*/runs/sft*/final/config.json")
+                  for p in reports_dir().glob(pattern)]
         if not finals:
             raise FileNotFoundError(
-                f"init='sft' needs an SFT checkpoint and {reports_dir()} has no sft*/final/ at any depth: run "
-                "notebooks/03_sft.ipynb or `make demo` first (or `python -m sgglib.train.sft --run-dir sft-ref`), "
+                f"init='sft' needs an SFT checkpoint and {reports_dir()} has no sft*/final/ or */runs/sft*/final/: "
+                "run notebooks/03_sft.ipynb or `make demo` first (or `python -m sgglib.train.sft --run-dir sft-ref`), "
                 "or pass init=<model or run directory>, or init='base' for R1-SGG-Zero")
         return str(max(finals, key=lambda p: (p / "config.json").stat().st_mtime))
     for path in (Path(init), repo_path(init), reports_dir(init)):
@@ -316,7 +319,8 @@ def train_grpo(cfg: GRPORunConfig, train_rows=None, val_rows=None, vocabulary=No
         vocabulary = data.vocabulary(cfg.dataset)
     torch.manual_seed(cfg.seed)
     model, processor = load_model_and_processor(init, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation,
-                                                 min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
+                                                 min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels,
+                                                 autocast=use_bf16(cfg.bf16))
     dataset = make_train_dataset(train_rows, processor, vocabulary if cfg.prompt == "closed" else None,
                                  prompts.system_prompt(cfg.system_prompt))
     logger, validation, cbs = callbacks(cfg, "grpo", run_dir, processor, val_rows, vocabulary,

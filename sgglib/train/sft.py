@@ -36,7 +36,7 @@ from ..models import box_convention, load_model_and_processor, pixel_bounds
 from ..runs import write_json
 from .callbacks import callbacks
 from .common import (EVAL_KEYS, TrainConfig, check_master_weights, finish_run, last_checkpoint, load_rows, lora_config,
-                     shared_run_dir, trainer_kwargs)
+                     shared_run_dir, trainer_kwargs, use_bf16)
 
 
 @dataclass
@@ -181,6 +181,11 @@ def _plain_loss_trainer_class():
     return PlainLossSFTTrainer
 
 
+CURVE_PANELS = ("train/loss", "eval/recall", "eval/mean_recall", "eval/ap50", "eval/failure_rate",
+                "train/mean_token_accuracy")
+"""the panels of an SFT run's ``curves.png``"""
+
+
 def train_sft(cfg: SFTRunConfig, train_rows=None, val_rows=None, vocabulary=None,
               extra_callbacks: Sequence[TrainerCallback] = (),
               examples: Callable[[dict[str, list]], dict[str, list]] | None = None) -> dict[str, Any]:
@@ -191,11 +196,12 @@ def train_sft(cfg: SFTRunConfig, train_rows=None, val_rows=None, vocabulary=None
     the rows into TRL prompt-completion examples (the embedded base's auxiliary tasks).
     """
     import torch
+    from accelerate import PartialState
     from trl import SFTTrainer
 
-    from accelerate import PartialState
-
     cfg.check()
+    if PartialState().num_processes > 1 and cfg.max_minutes:
+        raise ValueError("max_minutes would stop ranks at different steps; use max_steps with several processes")
     run_dir = shared_run_dir(cfg.run_dir, "sft")
     if PartialState().is_main_process:
         write_json(run_dir / "config.json", cfg)
@@ -204,7 +210,8 @@ def train_sft(cfg: SFTRunConfig, train_rows=None, val_rows=None, vocabulary=None
         vocabulary = data.vocabulary(cfg.dataset)
     torch.manual_seed(cfg.seed)
     model, processor = load_model_and_processor(cfg.model, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation,
-                                                 min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
+                                                 min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels,
+                                                 autocast=use_bf16(cfg.bf16))
     if examples is None:
         examples = SFTExamples(cfg.prompt, prompts.system_prompt(cfg.system_prompt), vocabulary, cfg.seed,
                                box_convention(processor), pixel_bounds(processor))
@@ -220,11 +227,6 @@ def train_sft(cfg: SFTRunConfig, train_rows=None, val_rows=None, vocabulary=None
     metrics = finish_run(trainer, processor, run_dir, cfg, val_rows, vocabulary, logger, validation,
                          CURVE_PANELS)
     return {"run_dir": run_dir, "global_step": trainer.state.global_step, "metrics": metrics}
-
-
-CURVE_PANELS = ("train/loss", "eval/recall", "eval/mean_recall", "eval/ap50", "eval/failure_rate",
-                "train/mean_token_accuracy")
-"""the panels of an SFT run's ``curves.png``"""
 
 
 def main(argv: Sequence[str] | None = None) -> None:
