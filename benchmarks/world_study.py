@@ -56,7 +56,7 @@ def run_once(stage: str, out: Path, fn, cfg) -> Run:
 
 
 def cell(name: str, seed: int, grpo_minutes: float, best_of: int, grpo_overrides: dict, root: Path,
-         sft_steps: int = 1000, val_limit: int = 200, max_new_tokens: int = 250) -> dict:
+         sft_steps: int = 1000, val_limit: int = 200, max_new_tokens: int = 250, tag: str = "") -> dict:
     world = WorldConfig(**CELLS[name])
     data.load_sgg("synthetic", split="val", world=world, seed=seed)  # writes the world's folder
     dataset = str(data.synthetic_dir(world, seed))
@@ -64,11 +64,12 @@ def cell(name: str, seed: int, grpo_minutes: float, best_of: int, grpo_overrides
     common = dict(dataset=dataset, val_limit=val_limit, seed=seed, eval_max_new_tokens=max_new_tokens)
     sft_cfg = SFTRunConfig(run_dir=str(folder / "sft"), max_steps=sft_steps, eval_steps=0, best_of=best_of, **common)
     sft = run_once("SFT", folder / "sft", train_sft, sft_cfg)
-    grpo_cfg = GRPORunConfig(init=str(folder / "sft"), run_dir=str(folder / "grpo"), max_steps=5000,
+    grpo_dir = folder / ("grpo-" + tag if tag else "grpo")
+    grpo_cfg = GRPORunConfig(init=str(folder / "sft"), run_dir=str(grpo_dir), max_steps=5000,
                              max_minutes=grpo_minutes, eval_steps=0, best_of=best_of,
                              max_completion_length=max_new_tokens, **common)
     grpo_cfg = dataclasses.replace(grpo_cfg, **grpo_overrides)
-    grpo = run_once("R1-SGG", folder / "grpo", train_grpo, grpo_cfg)
+    grpo = run_once("R1-SGG", grpo_dir, train_grpo, grpo_cfg)
     more_cfg = SFTRunConfig(model=str(folder / "sft" / "final"), run_dir=str(folder / "sft-more"), max_steps=5000,
                             max_minutes=grpo_minutes, learning_rate=grpo_cfg.learning_rate, lr_scheduler="constant",
                             warmup_ratio=0.0, eval_steps=0, **common)
@@ -84,7 +85,7 @@ def cell(name: str, seed: int, grpo_minutes: float, best_of: int, grpo_overrides
                          "complete_graph": diagnostics.complete_graph_scores(run, rows),
                          "sampling": diagnostics.sampling_headroom(run)} for label, run in runs.items()},
         "recall_split_sft_to_r1sgg": diagnostics.recall_split(sft.metrics, grpo.metrics),
-        "configs": {"sft": read_json(folder / "sft" / "config.json"), "grpo": read_json(folder / "grpo" / "config.json"),
+        "configs": {"sft": read_json(folder / "sft" / "config.json"), "grpo": read_json(grpo_dir / "config.json"),
                     "sft_more": read_json(folder / "sft-more" / "config.json")},
         "table": diagnostics.study_table(runs, rows),
     }
@@ -103,6 +104,7 @@ def main(argv=None) -> None:
     ap.add_argument("--val-limit", type=int, default=200, help="validation images")
     ap.add_argument("--max-new-tokens", type=int, default=250,
                     help="the decoding budget of validation and rollouts: the dense world's longest answers exceed it")
+    ap.add_argument("--tag", default="", help="names the R1-SGG runs of a lever (-g …): grpo-<tag>/, <cell>-<tag>.json")
     ap.add_argument("--runs", default=str(reports_dir("study")), help="where the run directories go (not committed)")
     ap.add_argument("--out", default=str(reports_dir("reference", "study")), help="where the summaries go")
     args = ap.parse_args(argv)
@@ -111,10 +113,11 @@ def main(argv=None) -> None:
     lines = []
     for name in args.cells.split(","):
         summary = cell(name, args.seed, args.grpo_minutes, args.best_of, overrides, Path(args.runs), args.sft_steps,
-                       args.val_limit, args.max_new_tokens)
-        lines += [f"### {name} (seed {args.seed})", "", summary["table"], ""]
-        write_json(root / f"{name}-seed{args.seed}.json", {**summary, "command": " ".join(["python"] + sys.argv)})
-    (root / f"table-seed{args.seed}.md").write_text("\n".join(lines))
+                       args.val_limit, args.max_new_tokens, args.tag)
+        suffix = f"-seed{args.seed}" + (f"-{args.tag}" if args.tag else "")
+        lines += [f"### {name}{suffix}" + (f" (R1-SGG with {overrides})" if overrides else ""), "", summary["table"], ""]
+        write_json(root / f"{name}{suffix}.json", {**summary, "command": " ".join(["python"] + sys.argv)})
+    (root / f"table-seed{args.seed}{'-' + args.tag if args.tag else ''}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 

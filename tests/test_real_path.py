@@ -23,7 +23,6 @@ from sgglib.train.grpo import PAPER_GRPO, train_grpo
 from sgglib.train.sft import PAPER_SFT, SFTExamples, train_sft
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_grpo import policy  # noqa: E402,F401  (a half-fitted policy: its samples differ in reward)
 from test_sft import TINY, rows  # noqa: E402  (hand-made rows and the tiny architecture of the SFT tests)
 
 LAYER = "model.language_model.layers.0.mlp.down_proj.weight"

@@ -101,7 +101,8 @@ class TrainConfig:
     """generation budget during validation (the paper: 2048; answers of the default world take 75–250 tokens of
     the tiny tokenizer, and a budget that cuts an answer makes it a ``truncated`` failure)"""
     save_steps: int = 100
-    """checkpoint every N steps"""
+    """checkpoint every N steps, and at the last step (0 = no checkpoints: nothing to resume from; ``final/`` is
+    written either way)"""
     save_total_limit: int = 2
     """checkpoints kept"""
     resume: bool = True
@@ -179,8 +180,8 @@ def trainer_kwargs(cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
         gradient_checkpointing=cfg.gradient_checkpointing,
         remove_unused_columns=False,  # the row transforms need every stored column; GRPO's rewards read them
         logging_steps=cfg.logging_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
+        save_strategy="steps" if cfg.save_steps else "no",
+        save_steps=cfg.save_steps or 500,
         save_total_limit=cfg.save_total_limit,
         seed=cfg.seed,
         data_seed=cfg.seed,

@@ -72,7 +72,7 @@ class SFTRunConfig(TrainConfig):
     eval_steps: int = 200
     """greedy-decode ``val_limit`` images and score them every N steps (0 = only at the end)"""
     save_steps: int = 500
-    """checkpoint every N steps"""
+    """checkpoint every N steps, and at the last step (0 = no checkpoints; ``final/`` is written either way)"""
     dataloader_num_workers: int = 0
     """collation workers (0 = in the training process)"""
 
