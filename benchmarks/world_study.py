@@ -56,7 +56,8 @@ def run_once(stage: str, out: Path, fn, cfg) -> Run:
 
 
 def cell(name: str, seed: int, grpo_minutes: float, best_of: int, grpo_overrides: dict, root: Path,
-         sft_steps: int = 1000, val_limit: int = 200, max_new_tokens: int = 250, tag: str = "") -> dict:
+         sft_steps: int = 1000, val_limit: int = 200, max_new_tokens: int = 250, tag: str = "",
+         sft_only: bool = False) -> dict | None:
     world = WorldConfig(**CELLS[name])
     data.load_sgg("synthetic", split="val", world=world, seed=seed)  # writes the world's folder
     dataset = str(data.synthetic_dir(world, seed))
@@ -64,6 +65,8 @@ def cell(name: str, seed: int, grpo_minutes: float, best_of: int, grpo_overrides
     common = dict(dataset=dataset, val_limit=val_limit, seed=seed, eval_max_new_tokens=max_new_tokens)
     sft_cfg = SFTRunConfig(run_dir=str(folder / "sft"), max_steps=sft_steps, eval_steps=0, best_of=best_of, **common)
     sft = run_once("SFT", folder / "sft", train_sft, sft_cfg)
+    if sft_only:
+        return None
     grpo_dir = folder / ("grpo-" + tag if tag else "grpo")
     grpo_cfg = GRPORunConfig(init=str(folder / "sft"), run_dir=str(grpo_dir), max_steps=5000,
                              max_minutes=grpo_minutes, eval_steps=0, best_of=best_of,
@@ -105,6 +108,9 @@ def main(argv=None) -> None:
     ap.add_argument("--max-new-tokens", type=int, default=250,
                     help="the decoding budget of validation and rollouts: the dense world's longest answers exceed it")
     ap.add_argument("--tag", default="", help="names the R1-SGG runs of a lever (-g …): grpo-<tag>/, <cell>-<tag>.json")
+    ap.add_argument("--sft-only", action="store_true",
+                    help="train the cells' SFTs and stop: their steps are fixed, so they may share the CPU; the "
+                         "minute-budgeted R1-SGG and compute-matched runs should not")
     ap.add_argument("--runs", default=str(reports_dir("study")), help="where the run directories go (not committed)")
     ap.add_argument("--out", default=str(reports_dir("reference", "study")), help="where the summaries go")
     args = ap.parse_args(argv)
@@ -113,10 +119,14 @@ def main(argv=None) -> None:
     lines = []
     for name in args.cells.split(","):
         summary = cell(name, args.seed, args.grpo_minutes, args.best_of, overrides, Path(args.runs), args.sft_steps,
-                       args.val_limit, args.max_new_tokens, args.tag)
+                       args.val_limit, args.max_new_tokens, args.tag, args.sft_only)
+        if summary is None:
+            continue
         suffix = f"-seed{args.seed}" + (f"-{args.tag}" if args.tag else "")
         lines += [f"### {name}{suffix}" + (f" (R1-SGG with {overrides})" if overrides else ""), "", summary["table"], ""]
         write_json(root / f"{name}{suffix}.json", {**summary, "command": " ".join(["python"] + sys.argv)})
+    if not lines:
+        return
     (root / f"table-seed{args.seed}{'-' + args.tag if args.tag else ''}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 
 from sgglib import prompts
 from sgglib.models import load_model_and_processor
+from sgglib.runs import read_metrics_csv
 from sgglib.embedded.model import TinyModelConfig, build_tiny_model
 from sgglib.train.sft import PAPER_SFT, SFTExamples, SFTRunConfig, main, train_sft, trl_args
 
@@ -122,24 +123,40 @@ def test_train_writes_the_run_directory(tmp_path, tiny_dir):
     assert type(processor).__name__.endswith("Processor")
 
 
-def test_resume_after_interruption_reaches_the_same_step(tmp_path, tiny_dir):
-    # a run stopped after step 3 (checkpoint at step 2) resumes from checkpoint-2 and ends at max_steps = 6
+def test_resume_after_a_kill_continues_from_the_checkpoint(tmp_path, tiny_dir):
+    # a run killed after logging step 3 (checkpoint at step 2) resumes from checkpoint-2's weights — not the initial
+    # ones, which is what transformers' own resume leaves in a Qwen2-VL — logs step 3 once, and ends at max_steps 6
     from transformers import TrainerCallback
 
-    class Interrupt(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
+    class Killed(Exception):
+        pass
+
+    class Kill(TrainerCallback):
+        def on_log(self, args, state, control, **kwargs):
             if state.global_step == 3:
-                control.should_training_stop = True
+                raise Killed
+
+    class WeightsAtStart(TrainerCallback):
+        def on_step_begin(self, args, state, control, model=None, **kwargs):
+            if not hasattr(self, "weights"):
+                self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     config = cfg(tmp_path, tiny_dir, max_steps=6)
-    first = train_sft(config, train_rows=rows(8), val_rows=rows(2), extra_callbacks=[Interrupt()])
-    assert first["global_step"] == 3
-    ckpts = sorted(p.name for p in (first["run_dir"] / "checkpoints").iterdir())
-    assert "checkpoint-2" in ckpts
-    second = train_sft(config, train_rows=rows(8), val_rows=rows(2))
+    with pytest.raises(Killed):
+        train_sft(config, train_rows=rows(8), val_rows=rows(2), extra_callbacks=[Kill()])
+    run_dir = tmp_path / "run"
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2"]
+    saved, _ = load_model_and_processor(run_dir / "checkpoints" / "checkpoint-2")  # before a resumed run rotates it
+    at_start = WeightsAtStart()
+    second = train_sft(config, train_rows=rows(8), val_rows=rows(2), extra_callbacks=[at_start])
     assert second["global_step"] == 6
-    logged_steps = [int(line.split(",")[0]) for line in (second["run_dir"] / "metrics.csv").read_text().splitlines()[1:]]
-    assert max(logged_steps) == 6
+    initial, _ = load_model_and_processor(tiny_dir)
+    for name, tensor in saved.state_dict().items():
+        assert torch.equal(at_start.weights[name], tensor), name
+    assert any(not torch.equal(initial.state_dict()[k], v) for k, v in saved.state_dict().items())
+    logged = read_metrics_csv(second["run_dir"] / "metrics.csv")
+    train_steps = [int(r["step"]) for r in logged if r.get("train/loss") not in (None, "")]
+    assert train_steps == [1, 2, 3, 4, 5, 6]  # step 3, logged before the kill and again after it, appears once
 
 
 def test_lora_run(tmp_path, tiny_dir):

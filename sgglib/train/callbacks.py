@@ -45,15 +45,19 @@ def metric_key(key: str) -> str | None:
 
 class CSVLogger(TrainerCallback):
     """Append every ``trainer.log`` record to ``metrics.csv`` with :func:`metric_key` names, rewriting the file when
-    a new column appears so it always has one header. Main process only; a resumed run keeps the earlier rows."""
+    a new column appears so it always has one header. Main process only; a resumed run keeps the earlier rows up to
+    its checkpoint's step and drops the later ones, which the resumed steps log again."""
 
     def __init__(self, path: Path):
-        self.path, self.t0 = Path(path), time.time()
+        self.path, self.t0, self.resumed_at = Path(path), time.time(), None
         self.rows: list[dict[str, Any]] = read_metrics_csv(self.path) if self.path.exists() else []
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
-        columns = list(dict.fromkeys(k for r in self.rows for k in r))
+        self.write()
+
+    def write(self) -> None:
+        columns = list(dict.fromkeys(k for r in self.rows for k in r)) or ["step"]
         with open(self.path, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=columns)
             writer.writeheader()
@@ -63,7 +67,15 @@ class CSVLogger(TrainerCallback):
         return round(time.time() - self.t0, 1)
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.t0 = time.time()
+        self.t0, self.resumed_at = time.time(), None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        # the first step of this session: transformers has loaded a resumed run's state by now (not at train begin)
+        if self.resumed_at is None:
+            self.resumed_at = state.global_step
+            if state.is_world_process_zero and any(int(r["step"]) > state.global_step for r in self.rows):
+                self.rows = [r for r in self.rows if int(r["step"]) <= state.global_step]
+                self.write()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or not state.is_world_process_zero:

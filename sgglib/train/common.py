@@ -261,6 +261,49 @@ def last_checkpoint(run_dir: Path) -> str | None:
     return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
 
 
+class _DropKeyMismatch:
+    """A ``logging`` filter for transformers' "missing/unexpected keys in the checkpoint model loaded" warnings."""
+
+    def filter(self, record) -> bool:
+        return "keys in the checkpoint model loaded" not in record.getMessage()
+
+
+def train_resuming(trainer, run_dir: Path, resume: bool) -> None:
+    """``trainer.train()``, from the newest checkpoint of ``run_dir`` when ``resume`` is set and there is one.
+
+    transformers resumes a full fine-tune by reading the checkpoint's weights file with ``load_state_dict``, without
+    the key renaming that ``from_pretrained`` applies. Qwen2-VL and Qwen2.5-VL checkpoints are written under their
+    original names (``model.layers.*``, ``visual.*``), while the model in memory calls them
+    ``model.language_model.layers.*`` and ``model.visual.*``: that load matches no key, only warns, and training
+    would go on from the weights in memory — the run's *initial* ones — with the checkpoint's optimizer state and
+    schedule. So the weights are loaded here first, through ``from_pretrained``, and copied in strictly; the trainer's
+    own load then restores the optimizer, scheduler, RNG and step, and its key-mismatch warning is dropped. A LoRA
+    run resumes through PEFT's adapter loading, which is unaffected.
+    """
+    import logging
+
+    checkpoint = last_checkpoint(run_dir) if resume else None
+    if checkpoint is None or hasattr(trainer.model, "peft_config"):
+        trainer.train(resume_from_checkpoint=checkpoint)
+        return
+    load_checkpoint_weights(trainer.model, checkpoint)
+    quiet = _DropKeyMismatch()
+    log = logging.getLogger("transformers.trainer")
+    log.addFilter(quiet)
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint)
+    finally:
+        log.removeFilter(quiet)
+
+
+def load_checkpoint_weights(model, checkpoint: str | Path) -> None:
+    """Copy a saved checkpoint's weights into ``model`` (same architecture), renaming keys as ``from_pretrained``
+    does; strict, so a checkpoint of another architecture fails here, naming the keys."""
+    saved = type(model).from_pretrained(str(checkpoint), dtype=next(model.parameters()).dtype)
+    model.load_state_dict(saved.state_dict(), strict=True)
+    del saved
+
+
 def save_final(trainer, processor, final: str | Path) -> Path:
     """Save a trainer's model and processor to ``final/`` as a plain checkpoint that
     :func:`sgglib.models.load_model_and_processor` reads. A LoRA run's adapters go to ``final/adapter/`` and a copy

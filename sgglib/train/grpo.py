@@ -42,8 +42,8 @@ from ..models import box_convention, load_model_and_processor, pixel_bounds
 from ..parse import completion_text, parse_completion
 from ..runs import repo_path, reports_dir, write_json
 from .callbacks import MEASURE_ONLY, callbacks
-from .common import (EVAL_KEYS, TrainConfig, check_master_weights, finish_run, last_checkpoint, load_rows, lora_config,
-                     shared_run_dir, trainer_kwargs, use_bf16)
+from .common import (EVAL_KEYS, TrainConfig, check_master_weights, finish_run, load_rows, lora_config,
+                     shared_run_dir, train_resuming, trainer_kwargs, use_bf16)
 
 
 @dataclass
@@ -333,7 +333,7 @@ def train_grpo(cfg: GRPORunConfig, train_rows=None, val_rows=None, vocabulary=No
                           callbacks=cbs + list(extra_callbacks))
     trainer.remove_callback(PrinterCallback)  # a dict per step; metrics.csv holds them, Progress prints a line
     check_master_weights(cfg, trainer)
-    trainer.train(resume_from_checkpoint=last_checkpoint(run_dir) if cfg.resume else None)
+    train_resuming(trainer, run_dir, cfg.resume)
     metrics = finish_run(trainer, processor, run_dir, cfg, val_rows, vocabulary, logger, validation, CURVE_PANELS,
                          extra={"init": init})
     return {"run_dir": run_dir, "global_step": trainer.state.global_step, "metrics": metrics,

@@ -35,8 +35,8 @@ from ..config import parse_cli
 from ..models import box_convention, load_model_and_processor, pixel_bounds
 from ..runs import write_json
 from .callbacks import callbacks
-from .common import (EVAL_KEYS, TrainConfig, check_master_weights, finish_run, last_checkpoint, load_rows, lora_config,
-                     shared_run_dir, trainer_kwargs, use_bf16)
+from .common import (EVAL_KEYS, TrainConfig, check_master_weights, finish_run, load_rows, lora_config,
+                     shared_run_dir, train_resuming, trainer_kwargs, use_bf16)
 
 
 @dataclass
@@ -223,7 +223,7 @@ def train_sft(cfg: SFTRunConfig, train_rows=None, val_rows=None, vocabulary=None
                           peft_config=lora_config(cfg), callbacks=cbs + list(extra_callbacks))
     trainer.remove_callback(PrinterCallback)  # a dict per log step; metrics.csv holds them, Progress prints a line
     check_master_weights(cfg, trainer)
-    trainer.train(resume_from_checkpoint=last_checkpoint(run_dir) if cfg.resume else None)
+    train_resuming(trainer, run_dir, cfg.resume)
     metrics = finish_run(trainer, processor, run_dir, cfg, val_rows, vocabulary, logger, validation,
                          CURVE_PANELS)
     return {"run_dir": run_dir, "global_step": trainer.state.global_step, "metrics": metrics}
