@@ -8,11 +8,16 @@ For each cell: SFT (the demo's recipe, 1,000 steps), GRPO from it (R1-SGG: the d
 and a compute-matched control — the same SFT checkpoint trained on with SFT for the same minutes at GRPO's learning
 rate. Greedy validation on 200 images; at the end of SFT and GRPO, ``--best-of`` samples on 48 images (the sampling
 headroom). Each cell's summary — the table's metrics, the structure of the answers, precision against the complete
-graph, the recall split and the headroom — goes to ``reports/reference/study/<cell>.json`` with the commands, and
-the table to ``reports/reference/study/table.md``. A stage whose ``metrics.json`` exists is not run again.
+graph, the recall split and the headroom — goes to ``reports/reference/study/<cell>-seed<N>[-<tag>].json`` with the
+commands, and the tables to ``table-seed<N>[-<tag>].md`` there. A stage whose ``metrics.json`` exists is not run again.
 
     .venv/bin/python benchmarks/world_study.py                         # all four cells, one seed
-    .venv/bin/python benchmarks/world_study.py --cells dense --seed 1 --grpo-minutes 8 -g guard=budget
+    .venv/bin/python benchmarks/world_study.py --sft-only               # the SFTs alone (they may share the CPU)
+    .venv/bin/python benchmarks/world_study.py --cells dense --grpo-minutes 12 --tag 12min
+    .venv/bin/python benchmarks/world_study.py --cells dense --seed 1 -g guard=budget --tag budget
+
+Run directories: ``reports/study/<cell>-seed<N>/`` with ``sft/``, ``grpo[-<tag>]/`` and ``sft-more-<minutes>min/``
+(the compute-matched control, one per GRPO budget).
 """
 
 from __future__ import annotations
@@ -73,10 +78,11 @@ def cell(name: str, seed: int, grpo_minutes: float, best_of: int, grpo_overrides
                              max_completion_length=max_new_tokens, **common)
     grpo_cfg = dataclasses.replace(grpo_cfg, **grpo_overrides)
     grpo = run_once("R1-SGG", grpo_dir, train_grpo, grpo_cfg)
-    more_cfg = SFTRunConfig(model=str(folder / "sft" / "final"), run_dir=str(folder / "sft-more"), max_steps=5000,
+    more_dir = folder / f"sft-more-{grpo_minutes:g}min"  # one compute-matched control per GRPO budget, shared by levers
+    more_cfg = SFTRunConfig(model=str(folder / "sft" / "final"), run_dir=str(more_dir), max_steps=5000,
                             max_minutes=grpo_minutes, learning_rate=grpo_cfg.learning_rate, lr_scheduler="constant",
                             warmup_ratio=0.0, eval_steps=0, **common)
-    more = run_once("SFT + same minutes", folder / "sft-more", train_sft, more_cfg)
+    more = run_once("SFT + same minutes", more_dir, train_sft, more_cfg)
     runs = {"SFT": sft, "R1-SGG": grpo, "SFT + GRPO's minutes of SFT": more}
     rows = gt_rows(sft)
     summary = {
@@ -89,7 +95,7 @@ def cell(name: str, seed: int, grpo_minutes: float, best_of: int, grpo_overrides
                          "sampling": diagnostics.sampling_headroom(run)} for label, run in runs.items()},
         "recall_split_sft_to_r1sgg": diagnostics.recall_split(sft.metrics, grpo.metrics),
         "configs": {"sft": read_json(folder / "sft" / "config.json"), "grpo": read_json(grpo_dir / "config.json"),
-                    "sft_more": read_json(folder / "sft-more" / "config.json")},
+                    "sft_more": read_json(more_dir / "config.json")},
         "table": diagnostics.study_table(runs, rows),
     }
     return summary
@@ -107,7 +113,8 @@ def main(argv=None) -> None:
     ap.add_argument("--val-limit", type=int, default=200, help="validation images")
     ap.add_argument("--max-new-tokens", type=int, default=250,
                     help="the decoding budget of validation and rollouts: the dense world's longest answers exceed it")
-    ap.add_argument("--tag", default="", help="names the R1-SGG runs of a lever (-g …): grpo-<tag>/, <cell>-<tag>.json")
+    ap.add_argument("--tag", default="",
+                    help="names the R1-SGG runs of a lever (-g …) or budget: grpo-<tag>/, <cell>-seed<N>-<tag>.json")
     ap.add_argument("--sft-only", action="store_true",
                     help="train the cells' SFTs and stop: their steps are fixed, so they may share the CPU; the "
                          "minute-budgeted R1-SGG and compute-matched runs should not")
