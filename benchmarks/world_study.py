@@ -31,10 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sgglib import data, diagnostics  # noqa: E402
+from sgglib import data, diagnostics, prompts  # noqa: E402
 from sgglib.analysis import Run, gt_rows, load_run  # noqa: E402
 from sgglib.data.synthetic import WorldConfig  # noqa: E402
-from sgglib.runs import read_json, reports_dir, write_json  # noqa: E402
+from sgglib.models import box_convention, load_processor  # noqa: E402
+from sgglib.runs import read_json, read_metrics_csv, reports_dir, write_json  # noqa: E402
 from sgglib.train.grpo import GRPORunConfig, train_grpo  # noqa: E402
 from sgglib.train.sft import SFTRunConfig, train_sft  # noqa: E402
 
@@ -58,6 +59,32 @@ def run_once(stage: str, out: Path, fn, cfg) -> Run:
         fn(cfg)
         print(f"[study] {stage}: {time.time() - t0:.0f} s", flush=True)
     return load_run(out, stage)
+
+
+def answers_over_budget(model_dir: Path, rows, budget: int) -> float:
+    """% of the validation rows whose correct answer (the SFT target) is longer than ``budget`` tokens of the model's
+    tokenizer: the answers a budget-bound decode cannot finish."""
+    processor = load_processor(model_dir)
+    convention = box_convention(processor)
+    lengths = [len(processor.tokenizer(prompts.sft_target(r, convention)).input_ids) for r in rows]
+    return 100 * sum(n > budget for n in lengths) / max(1, len(lengths))
+
+
+TRAINING_KEYS = ("reward_format", "reward_edge_hard", "reward_size_penalty", "frac_reward_zero_std",
+                 "sampled_failure_rate", "sampled_recall", "sampled_relations")
+
+
+def training_thirds(run_dir: Path) -> dict[str, list[float]]:
+    """GRPO's logged training statistics (``train/<key>``), averaged over the first and the last third of its steps."""
+    rows = [r for r in read_metrics_csv(run_dir / "metrics.csv") if r.get("train/reward") not in (None, "")]
+    third = max(1, len(rows) // 3)
+
+    def mean(part, key):
+        values = [float(r[key]) for r in part if r.get(key) not in (None, "")]
+        return sum(values) / len(values) if values else None
+
+    return {key: [mean(rows[:third], "train/" + key), mean(rows[-third:], "train/" + key)]
+            for key in TRAINING_KEYS if any(("train/" + key) in r for r in rows)}
 
 
 def cell(name: str, seed: int, grpo_minutes: float, best_of: int, grpo_overrides: dict, root: Path,
@@ -87,13 +114,15 @@ def cell(name: str, seed: int, grpo_minutes: float, best_of: int, grpo_overrides
     rows = gt_rows(sft)
     summary = {
         "cell": name, "seed": seed, "world": dataclasses.asdict(world), "dataset": dataset,
-        "stats": {k: v for k, v in data.graph_stats(data.load_sgg(dataset, split="val")).items()
-                  if k in ("mean_objects", "mean_relations")},
+        "stats": {**{k: v for k, v in data.graph_stats(data.load_sgg(dataset, split="val")).items()
+                     if k in ("mean_objects", "mean_relations")},
+                  "answers_over_budget": answers_over_budget(folder / "sft" / "final", rows, max_new_tokens)},
         "runs": {label: {**{k: run.metrics.get(k) for k in TABLE_KEYS}, "global_step": run.metrics.get("global_step"),
                          "structure": diagnostics.output_stats(run),
                          "complete_graph": diagnostics.complete_graph_scores(run, rows),
                          "sampling": diagnostics.sampling_headroom(run)} for label, run in runs.items()},
         "recall_split_sft_to_r1sgg": diagnostics.recall_split(sft.metrics, grpo.metrics),
+        "grpo_training_first_last_third": training_thirds(grpo_dir),
         "configs": {"sft": read_json(folder / "sft" / "config.json"), "grpo": read_json(grpo_dir / "config.json"),
                     "sft_more": read_json(more_dir / "config.json")},
         "table": diagnostics.study_table(runs, rows),

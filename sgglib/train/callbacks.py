@@ -49,7 +49,7 @@ class CSVLogger(TrainerCallback):
     its checkpoint's step and drops the later ones, which the resumed steps log again."""
 
     def __init__(self, path: Path):
-        self.path, self.t0, self.resumed_at = Path(path), time.time(), None
+        self.path, self.t0, self.started = Path(path), time.time(), False
         self.rows: list[dict[str, Any]] = read_metrics_csv(self.path) if self.path.exists() else []
 
     def add(self, row: dict[str, Any]) -> None:
@@ -67,12 +67,12 @@ class CSVLogger(TrainerCallback):
         return round(time.time() - self.t0, 1)
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.t0, self.resumed_at = time.time(), None
+        self.t0, self.started = time.time(), False
 
     def on_step_begin(self, args, state, control, **kwargs):
         # the first step of this session: transformers has loaded a resumed run's state by now (not at train begin)
-        if self.resumed_at is None:
-            self.resumed_at = state.global_step
+        if not self.started:
+            self.started = True
             if state.is_world_process_zero and any(int(r["step"]) > state.global_step for r in self.rows):
                 self.rows = [r for r in self.rows if int(r["step"]) <= state.global_step]
                 self.write()

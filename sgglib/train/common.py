@@ -301,7 +301,6 @@ def load_checkpoint_weights(model, checkpoint: str | Path) -> None:
     does; strict, so a checkpoint of another architecture fails here, naming the keys."""
     saved = type(model).from_pretrained(str(checkpoint), dtype=next(model.parameters()).dtype)
     model.load_state_dict(saved.state_dict(), strict=True)
-    del saved
 
 
 def save_final(trainer, processor, final: str | Path) -> Path:
