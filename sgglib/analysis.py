@@ -112,11 +112,18 @@ def find_runs(pattern: str) -> dict[str, Path]:
     return {Path(p).name: Path(p) for p in sorted(glob.glob(str(resolve_run_dir(pattern)))) if Path(p).is_dir()}
 
 
+MATCHED = "SFT, compute-matched"
+"""the row of the SFT model trained on with SFT for R1-SGG's minutes (``make demo``'s ``sft-matched`` run)"""
+
+
 def run_spec(zero_shot: str = "", sft: str = "", grpo_zero: str = "", grpo: str = "",
-             ablations: str = "") -> dict[str, str]:
-    """The paper's rows in its order, then ``ablation <name>`` for each directory matching the glob
-    ``ablations`` that is not one of the main runs. Values are paths ("" = not given)."""
+             ablations: str = "", sft_matched: str = "") -> dict[str, str]:
+    """The paper's rows in its order, then the compute-matched control (:data:`MATCHED`) when given, then
+    ``ablation <name>`` for each directory matching the glob ``ablations`` that is not one of the main runs. Values
+    are paths ("" = not given)."""
     spec = {"zero-shot base": zero_shot, "SFT": sft, "R1-SGG-Zero": grpo_zero, "R1-SGG": grpo}
+    if sft_matched:
+        spec[MATCHED] = sft_matched
     main = {resolve_run_dir(p) for p in spec.values() if p}
     spec.update({f"ablation {name}": str(path) for name, path in find_runs(ablations).items() if path not in main})
     return spec

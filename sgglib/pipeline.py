@@ -7,7 +7,8 @@
 What lands in ``reports/<run_id>/``:
 
 - ``notebooks/NN_*.ipynb`` — each executed notebook, and ``html/NN_*.html`` — its HTML export (nbconvert);
-- ``runs/<stage>/`` — each notebook's run directory (``data``, ``zero-shot``, ``sft``, ``grpo-zero``, ``grpo``);
+- ``runs/<stage>/`` — each notebook's run directory (``data``, ``zero-shot``, ``sft``, ``grpo-zero``, ``grpo``,
+  ``sft-matched``);
 - ``metrics.json``, ``table.md``, ``figures/`` — notebook 05's comparison table and plots;
 - ``pipeline.json`` — what ran, with which parameters, how long it took, what was skipped and why.
 
@@ -18,6 +19,12 @@ Parameters reach a notebook only if its ``parameters`` cell declares them (paper
 notebook may drop or rename one without breaking the driver; ``-p name=value`` goes to every notebook declaring
 ``name``, ``-p 03.name=value`` to notebook 03 only. A notebook that does not exist yet is skipped with a message,
 and a notebook that fails stops the stages after it except 05, which reports whatever runs exist.
+
+The compute-matched control (stage ``03-matched``, run ``sft-matched``) is notebook 03 again: the SFT model trained
+on with SFT for R1-SGG's minutes, at R1-SGG's learning rate with a constant schedule (:func:`matched_sft`), so the
+table shows what the same CPU time buys without RL. It runs after R1-SGG and is skipped when there is no finished
+R1-SGG run to match; the "03" settings (batch size, validation) reach it, ``-p 03-matched.name=value`` alone overrides
+what it matches.
 
 The real path is the same command with the model and data switched, on a GPU machine with the hub:
 ``--model Qwen/Qwen2-VL-2B-Instruct -p source=<VG150 dir>`` (notebook 01 hands the dataset on; bf16 autocast over
@@ -37,7 +44,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .embedded.pretrain import ensure_base_model
-from .runs import repo_path, reports_dir, write_json
+from .runs import read_json, read_metrics_csv, repo_path, reports_dir, write_json
 
 
 @dataclass
@@ -49,6 +56,9 @@ class Stage:
     run: str
     params: Callable[[Path], dict[str, Any]] = field(repr=False)
     """run directories of the pipeline (``reports/<run_id>/runs``) → parameters"""
+    matched: Callable[[Path], dict[str, Any]] | None = field(default=None, repr=False)
+    """run directories → parameters taken from an earlier stage's finished run; they beat the budget table and the
+    notebook-wide ``-p`` (not ``-p <key>.name``), and the stage is skipped while that run is missing"""
 
 
 def _stages(model: str) -> list[Stage]:
@@ -66,18 +76,44 @@ def _stages(model: str) -> list[Stage]:
         Stage("02", "02_zero_shot_baselines.ipynb", "zero-shot",
               lambda runs: {"run_dir": r(runs, "zero-shot"), "model": model, **world(runs)}),
         Stage("03", "03_sft.ipynb", "sft",
-              lambda runs: {"run_dir": r(runs, "sft"), "model": model, "zero_shot_run": r(runs, "zero-shot"),
-                            **world(runs)}),
+              lambda runs: {"run_dir": r(runs, "sft"), "model": model, **world(runs),  # 02 may not have run
+                            "zero_shot_run": r(runs, "zero-shot") if (runs / "zero-shot" / "metrics.json").exists()
+                            else ""}),
         # R1-SGG-Zero: GRPO straight from the base model; R1-SGG: from the SFT checkpoint
         Stage("04-zero", "04_grpo.ipynb", "grpo-zero",
               lambda runs: {"run_dir": r(runs, "grpo-zero"), "init": "base", "model_id": model, **world(runs)}),
         Stage("04", "04_grpo.ipynb", "grpo",  # init: a run directory resolves to its final/ checkpoint
               lambda runs: {"run_dir": r(runs, "grpo"), "init": r(runs, "sft"), "model_id": model, **world(runs)}),
+        # the compute-matched control: SFT trained on for R1-SGG's minutes
+        Stage("03-matched", "03_sft.ipynb", "sft-matched",
+              lambda runs: {"run_dir": r(runs, "sft-matched"), **world(runs)},
+              matched=lambda runs: matched_sft(runs / "sft", runs / "grpo")),
         Stage("05", "05_analysis.ipynb", "analysis",
               lambda runs: {"zero_shot_run": r(runs, "zero-shot"), "sft_run": r(runs, "sft"),
                             "grpo_zero_run": r(runs, "grpo-zero"), "grpo_run": r(runs, "grpo"),
+                            "sft_matched_run": r(runs, "sft-matched"),
                             "ablation_runs": r(runs, "ablation-*"), "report_dir": str(runs.parent)}),
     ]
+
+
+def matched_sft(sft: Path, grpo: Path) -> dict[str, Any]:
+    """Notebook 03's parameters for the compute-matched control of the R1-SGG run ``grpo`` started from ``sft``:
+    continue ``sft``'s final model for as many minutes as R1-SGG trained, at R1-SGG's learning rate with a constant
+    schedule and no warm-up; the budget, not a step count, ends it. R1-SGG's minutes are its time budget when it had
+    one (both clocks start at the first step and count validations during training), else the time its log spans:
+    first to last step, plus one step. Raises ``FileNotFoundError`` while ``grpo`` has not finished."""
+    if not (grpo / "metrics.json").exists():
+        raise FileNotFoundError(f"no finished R1-SGG run to match: {grpo / 'metrics.json'} is missing")
+    config = read_json(grpo / "config.json")
+    minutes = float(config.get("max_minutes") or 0)
+    if not minutes:
+        times = {int(r["step"]): r["time_s"] for r in read_metrics_csv(grpo / "metrics.csv") if "train/loss" in r}
+        if len(times) < 2:
+            raise FileNotFoundError(f"{grpo / 'metrics.csv'} logs fewer than two training steps: nothing to match")
+        span = times[max(times)] - times[min(times)]
+        minutes = span * len(times) / (len(times) - 1) / 60
+    return {"model": str(sft / "final"), "max_minutes": round(minutes, 3), "max_steps": 100_000,
+            "learning_rate": config["learning_rate"], "lr_scheduler": "constant", "warmup_ratio": 0.0}
 
 
 # Tiny sizes for a smoke run: every notebook top to bottom in a few minutes on 2 cores; the numbers mean nothing.
@@ -135,7 +171,10 @@ def stage_parameters(stage: Stage, runs: Path, model: str, smoke: bool = False,
     :data:`DEMO` for the embedded model only — a hub or local model keeps the notebooks' own defaults), then the
     user's ``-p`` overrides, which win however specific the table's key."""
     table = SMOKE if smoke else DEMO if model in ("tiny-base", "tiny-init") else {}
-    return {**stage.params(runs), **_for_stage(table, stage.key), **_for_stage(overrides or {}, stage.key)}
+    params = {**stage.params(runs), **_for_stage(table, stage.key), **_for_stage(overrides or {}, stage.key)}
+    if stage.matched is not None:  # what it matches beats the family's settings, not its own -p KEY.name
+        params.update(stage.matched(runs), **(overrides or {}).get(stage.key, {}))
+    return params
 
 
 def export_html(notebook: Path, out: Path) -> Path:
@@ -198,7 +237,12 @@ def run_pipeline(run_id: str, *, model: str = "tiny-base", smoke: bool = False, 
             log(f"{head}: SKIPPED, stage {failed} failed")
             continue
         declared = pm.inspect_notebook(str(src))
-        wanted = stage_parameters(stage, runs, model, smoke, overrides)
+        try:
+            wanted = stage_parameters(stage, runs, model, smoke, overrides)
+        except FileNotFoundError as err:  # a stage matching an earlier run that is missing
+            entry.update(status="skipped", reason=str(err))
+            log(f"{head}: SKIPPED, {err}")
+            continue
         params = {k: v for k, v in wanted.items() if k in declared}
         entry.update(parameters=params, ignored=sorted(set(wanted) - set(params)))
         out_nb = root / "notebooks" / f"{stage.key}_{stage.notebook.split('_', 1)[1]}"

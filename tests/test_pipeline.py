@@ -37,6 +37,42 @@ def test_user_overrides_beat_the_budget_table_which_sizes_only_the_embedded_mode
     assert "max_minutes" not in hub and "max_steps" not in hub and hub["model"] == hub_id
 
 
+def _grpo_run(runs, **config):
+    grpo = runs / "grpo"
+    grpo.mkdir(parents=True)
+    (grpo / "config.json").write_text(json.dumps({"learning_rate": 2e-5, "max_minutes": 0.0, **config}))
+    (grpo / "metrics.csv").write_text("step,time_s,train/loss,eval/recall,train/train_runtime\n0,0.0,,20.0,\n"
+                                      "1,31.0,0.5,,\n2,61.0,0.4,,\n3,91.0,0.4,,\n3,91.1,,,140.0\n3,99.0,,21.0,\n")
+    (grpo / "metrics.json").write_text("{}")
+
+
+def test_compute_matched_sft_continues_sft_for_r1sggs_minutes_at_its_learning_rate(tmp_path):
+    stage = {s.key: s for s in pipeline._stages("tiny-base")}["03-matched"]
+    with pytest.raises(FileNotFoundError, match="no finished R1-SGG run"):  # the pipeline skips it then
+        pipeline.stage_parameters(stage, tmp_path, "tiny-base")
+    _grpo_run(tmp_path, max_minutes=2.5)
+    params = pipeline.stage_parameters(stage, tmp_path, "tiny-base")
+    # the budget and the schedule are R1-SGG's, not the "03" table's 1,000 annealed steps in 8 minutes; the rest of
+    # the "03" settings (validation) reach it
+    assert params["model"] == str(tmp_path / "sft" / "final") and params["run_dir"] == str(tmp_path / "sft-matched")
+    assert params["max_minutes"] == 2.5 and params["max_steps"] > pipeline.DEMO["03"]["max_steps"]
+    assert (params["learning_rate"], params["lr_scheduler"], params["warmup_ratio"]) == (2e-5, "constant", 0.0)
+    assert params["val_limit"] == pipeline.DEMO["03"]["val_limit"]
+    # a notebook-wide -p (meant for SFT) does not change what is matched; the stage's own -p does
+    wide = pipeline.stage_parameters(stage, tmp_path, "tiny-base", overrides=pipeline.parse_overrides(
+        ["03.max_minutes=20", "03.batch_size=8"]))
+    assert wide["max_minutes"] == 2.5 and wide["batch_size"] == 8
+    own = pipeline.stage_parameters(stage, tmp_path, "tiny-base",
+                                    overrides=pipeline.parse_overrides(["03-matched.max_minutes=1"]))
+    assert own["max_minutes"] == 1
+
+
+def test_compute_matched_sft_without_a_time_budget_matches_the_time_r1sgg_trained(tmp_path):
+    # max_minutes 0: R1-SGG ran 3 steps of ~30 s; its step-0 validation and final one are not training time
+    _grpo_run(tmp_path)
+    assert pipeline.matched_sft(tmp_path / "sft", tmp_path / "grpo")["max_minutes"] == 1.5
+
+
 def test_missing_notebooks_are_skipped_and_05_still_reports(tmp_path):
     # only 05 exists: 01-04 are skipped with a reason, 05 runs on no runs at all and says what is missing
     nb_dir = tmp_path / "notebooks"
@@ -47,11 +83,11 @@ def test_missing_notebooks_are_skipped_and_05_still_reports(tmp_path):
                                    progress=False, log=lines.append)
     status = {s["stage"]: s["status"] for s in record["stages"]}
     assert status == {"01": "skipped", "02": "skipped", "03": "skipped", "04-zero": "skipped", "04": "skipped",
-                      "05": "ok"}
+                      "03-matched": "skipped", "05": "ok"}
     assert any("04_grpo.ipynb does not exist yet" in line for line in lines)
     root = tmp_path / "reports" / "empty"
     summary = json.loads((root / "metrics.json").read_text())
-    assert summary["table"] == [] and len(summary["missing"]) == 4
+    assert summary["table"] == [] and len(summary["missing"]) == 5
     assert (root / "html" / "05_analysis.html").stat().st_size > 1000 and (root / "pipeline.json").exists()
 
 
@@ -72,3 +108,15 @@ def test_smoke_pipeline_on_the_real_notebooks(tmp_path):
     table = json.loads((root / "metrics.json").read_text())["table"]
     assert [r["run"] for r in table] == ["zero-shot base", "SFT"]
     assert (root / "figures" / "curves.png").exists()
+
+
+def test_papermill_reads_every_parameter_line_of_every_notebook():
+    # papermill skips a parameters-cell line it cannot parse (an "=" in the comment does it) and the pipeline then
+    # drops the -p that names it as undeclared: every assignment line must be one declared parameter
+    import papermill as pm
+
+    for path in sorted(repo_path("notebooks").glob("*.ipynb")):
+        cell = next(c for c in json.loads(path.read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))
+        assigned = {line.split("=")[0].strip() for line in "".join(cell["source"]).splitlines()
+                    if "=" in line and not line.lstrip().startswith("#")}
+        assert assigned == set(pm.inspect_notebook(str(path))), path.name
