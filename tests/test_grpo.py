@@ -20,8 +20,10 @@ import torch
 
 from sgglib import prompts
 from sgglib.train.callbacks import metric_key
-from sgglib.train.grpo import (GRPORunConfig, PAPER_GRPO, build_rewards, resolve_init, train_grpo, trl_args,
-                               weights_digest)
+from sgglib.runs import read_metrics_csv
+from sgglib.train import grpo
+from sgglib.train.grpo import (GRPORunConfig, PAPER_GRPO, build_rewards, resolve_init, self_critical_advantages,
+                               train_grpo, trl_args, weights_digest)
 from sgglib.runs import repo_path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -103,6 +105,62 @@ def test_resume_after_interruption_reaches_max_steps(tmp_path, policy):
     assert run(cfg, extra_callbacks=[Interrupt()])["global_step"] == 3
     assert (tmp_path / "run" / "checkpoints" / "checkpoint-2").is_dir()
     assert run(cfg)["global_step"] == 4
+
+
+def test_self_critical_advantages_compare_each_sample_with_the_greedy_answer():
+    rewards = torch.tensor([3.0, 1.0, 1.0, 1.0, 2.0, 2.0, 0.0, 0.0])
+    greedy = torch.tensor([1.0] * 4 + [2.0] * 4)
+    # one sample beats the greedy answer, the ties get 0; a group all worse than greedy is pushed down, not ignored
+    assert self_critical_advantages(rewards, greedy, 4, "none").tolist() == [2.0, 0.0, 0.0, 0.0, 0, 0, -2.0, -2.0]
+    scaled = self_critical_advantages(rewards, greedy, 4, "group")
+    assert torch.allclose(scaled[:4], torch.tensor([2.0, 0, 0, 0]) / (rewards[:4].std() + 1e-4))
+    # GRPO's group mean would give the all-equal group [1, 1, 1, 1] nothing; SCST with a better greedy answer does
+    assert (self_critical_advantages(torch.ones(4), torch.full((4,), 2.0), 4, "none") < 0).all()
+    with pytest.raises(ValueError):
+        GRPORunConfig(baseline="mode").check()
+
+
+def test_greedy_baseline_scores_the_greedy_answers_with_the_same_rewards(tmp_path, policy, monkeypatch):
+    # the greedy answers are replaced by the ground truth itself: their reward is the best there is, so no sample
+    # beats it and the logged baseline is the weighted reward of a perfect answer
+    by_id = {r["image_id"]: r for r in rows(8)}
+    monkeypatch.setattr(grpo, "greedy_decoder", lambda processor, cfg, vocabulary=None: lambda model, examples: [
+        prompts.sft_target(by_id[x["image_id"]]) for x in examples])
+    advantages = []  # what the loss sees
+    make = grpo.self_critical_trainer
+
+    def recording(base):
+        class Recording(make(base)):
+            def _generate_and_score_completions(self, inputs):
+                output = super()._generate_and_score_completions(inputs)
+                advantages.append(output["advantages"].clone())
+                return output
+        return Recording
+
+    monkeypatch.setattr(grpo, "self_critical_trainer", recording)
+    cfg = config(tmp_path, policy, baseline="greedy")
+    funcs, weights = build_rewards(cfg)
+    perfect = [prompts.sft_target(r) for r in rows(8)]
+    solutions = [prompts.solution(r) for r in rows(8)]
+    best = sum(w * torch.tensor(f(completions=perfect, solution=solutions, box_scale=[[1000, 1000]] * 8))
+               for f, w in zip(funcs, weights) if w)
+    assert torch.allclose(best, best[0])
+    run(cfg)
+    logged = [r for r in read_metrics_csv(tmp_path / "run" / "metrics.csv") if "train/greedy_reward" in r]
+    assert len(logged) == 2
+    assert all(r["train/beats_greedy"] == 0 and r["train/greedy_reward"] == pytest.approx(best[0].item())
+               for r in logged)
+    assert all(r["train/reward"] < r["train/greedy_reward"] for r in logged)
+    # every sample is worse than the greedy answer: the loss sees no positive advantage (the group mean would give
+    # the better half of each group one)
+    assert len(advantages) == 2 and all((a <= 0).all() and (a < 0).any() for a in advantages)
+
+
+def test_greedy_baseline_runs_with_the_policy_s_own_greedy_answers(tmp_path, policy):
+    result = run(config(tmp_path, policy, baseline="greedy"))
+    assert result["global_step"] == 2 and weights_digest(result["model"]) != digest_of(policy)
+    logged = [r for r in read_metrics_csv(tmp_path / "run" / "metrics.csv") if "train/greedy_reward" in r]
+    assert len(logged) == 2 and all(0 <= r["train/beats_greedy"] <= 100 for r in logged)
 
 
 def test_reward_weights_go_to_trl_and_presets_validate(tmp_path):
