@@ -99,19 +99,20 @@ def _stages(model: str) -> list[Stage]:
 def matched_sft(sft: Path, grpo: Path) -> dict[str, Any]:
     """Notebook 03's parameters for the compute-matched control of the R1-SGG run ``grpo`` started from ``sft``:
     continue ``sft``'s final model for as many minutes as R1-SGG trained, at R1-SGG's learning rate with a constant
-    schedule and no warm-up; the budget, not a step count, ends it. R1-SGG's minutes are its time budget when it had
-    one (both clocks start at the first step and count validations during training), else the time its log spans:
-    first to last step, plus one step. Raises ``FileNotFoundError`` while ``grpo`` has not finished."""
+    schedule and no warm-up; the budget, not a step count, ends it. R1-SGG's minutes are the time its log spans, first
+    to last step plus one step — the clock of its time budget, which starts at the first step and counts the
+    validations during training — or its time budget if it logged fewer than two steps. Raises
+    ``FileNotFoundError`` while ``grpo`` has not finished."""
     if not (grpo / "metrics.json").exists():
         raise FileNotFoundError(f"no finished R1-SGG run to match: {grpo / 'metrics.json'} is missing")
     config = read_json(grpo / "config.json")
-    minutes = float(config.get("max_minutes") or 0)
-    if not minutes:
-        times = {int(r["step"]): r["time_s"] for r in read_metrics_csv(grpo / "metrics.csv") if "train/loss" in r}
-        if len(times) < 2:
-            raise FileNotFoundError(f"{grpo / 'metrics.csv'} logs fewer than two training steps: nothing to match")
-        span = times[max(times)] - times[min(times)]
-        minutes = span * len(times) / (len(times) - 1) / 60
+    times = {int(r["step"]): r["time_s"] for r in read_metrics_csv(grpo / "metrics.csv") if "train/loss" in r}
+    if len(times) >= 2:
+        minutes = (times[max(times)] - times[min(times)]) * len(times) / (len(times) - 1) / 60
+    elif config.get("max_minutes"):
+        minutes = float(config["max_minutes"])
+    else:
+        raise FileNotFoundError(f"{grpo / 'metrics.csv'} logs fewer than two training steps: nothing to match")
     return {"model": str(sft / "final"), "max_minutes": round(minutes, 3), "max_steps": 100_000,
             "learning_rate": config["learning_rate"], "lr_scheduler": "constant", "warmup_ratio": 0.0}
 

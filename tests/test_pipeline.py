@@ -50,25 +50,25 @@ def test_compute_matched_sft_continues_sft_for_r1sggs_minutes_at_its_learning_ra
     stage = {s.key: s for s in pipeline._stages("tiny-base")}["03-matched"]
     with pytest.raises(FileNotFoundError, match="no finished R1-SGG run"):  # the pipeline skips it then
         pipeline.stage_parameters(stage, tmp_path, "tiny-base")
-    _grpo_run(tmp_path, max_minutes=2.5)
+    _grpo_run(tmp_path, max_minutes=2.5)  # a budget of 2.5 minutes; it trained 1.5 (3 steps of 30 s)
     params = pipeline.stage_parameters(stage, tmp_path, "tiny-base")
     # the budget and the schedule are R1-SGG's, not the "03" table's 1,000 annealed steps in 8 minutes; the rest of
     # the "03" settings (validation) reach it
     assert params["model"] == str(tmp_path / "sft" / "final") and params["run_dir"] == str(tmp_path / "sft-matched")
-    assert params["max_minutes"] == 2.5 and params["max_steps"] > pipeline.DEMO["03"]["max_steps"]
+    assert params["max_minutes"] == 1.5 and params["max_steps"] > pipeline.DEMO["03"]["max_steps"]
     assert (params["learning_rate"], params["lr_scheduler"], params["warmup_ratio"]) == (2e-5, "constant", 0.0)
     assert params["val_limit"] == pipeline.DEMO["03"]["val_limit"]
     # a notebook-wide -p (meant for SFT) does not change what is matched; the stage's own -p does
     wide = pipeline.stage_parameters(stage, tmp_path, "tiny-base", overrides=pipeline.parse_overrides(
         ["03.max_minutes=20", "03.batch_size=8"]))
-    assert wide["max_minutes"] == 2.5 and wide["batch_size"] == 8
+    assert wide["max_minutes"] == 1.5 and wide["batch_size"] == 8
     own = pipeline.stage_parameters(stage, tmp_path, "tiny-base",
                                     overrides=pipeline.parse_overrides(["03-matched.max_minutes=1"]))
     assert own["max_minutes"] == 1
 
 
-def test_compute_matched_sft_without_a_time_budget_matches_the_time_r1sgg_trained(tmp_path):
-    # max_minutes 0: R1-SGG ran 3 steps of ~30 s; its step-0 validation and final one are not training time
+def test_compute_matched_sft_matches_the_time_r1sgg_trained(tmp_path):
+    # R1-SGG ran 3 steps of ~30 s with no time budget; its step-0 validation and final one are not training time
     _grpo_run(tmp_path)
     assert pipeline.matched_sft(tmp_path / "sft", tmp_path / "grpo")["max_minutes"] == 1.5
 
