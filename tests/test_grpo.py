@@ -22,8 +22,9 @@ from sgglib import prompts
 from sgglib.train.callbacks import metric_key
 from sgglib.runs import read_metrics_csv
 from sgglib.train import grpo
-from sgglib.train.grpo import (GRPORunConfig, PAPER_GRPO, build_rewards, resolve_init, self_critical_advantages,
-                               train_grpo, trl_args, weights_digest)
+from sgglib.train.grpo import (GRPORunConfig, PAPER_GRPO, build_rewards, resolve_init, train_grpo, trl_args,
+                               weights_digest)
+from sgglib.train.self_critical import self_critical_advantages
 from sgglib.runs import repo_path
 
 sys.path.insert(0, str(Path(__file__).parent))
