@@ -24,7 +24,7 @@ from sgglib.runs import read_metrics_csv
 from sgglib.train import grpo
 from sgglib.train.grpo import (GRPORunConfig, PAPER_GRPO, build_rewards, resolve_init, train_grpo, trl_args,
                                weights_digest)
-from sgglib.train.self_critical import self_critical_advantages
+from sgglib.train.self_critical import decoding_rows_greedily, greedy_rows, self_critical_advantages
 from sgglib.runs import repo_path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -121,45 +121,67 @@ def test_self_critical_advantages_compare_each_sample_with_the_greedy_answer():
         GRPORunConfig(baseline="mode").check()
 
 
-def test_greedy_baseline_scores_the_greedy_answers_with_the_same_rewards(tmp_path, policy, monkeypatch):
-    # the greedy answers are replaced by the ground truth itself: their reward is the best there is, so no sample
-    # beats it and the logged baseline is the weighted reward of a perfect answer
-    by_id = {r["image_id"]: r for r in rows(8)}
-    monkeypatch.setattr(grpo, "greedy_decoder", lambda processor, cfg, vocabulary=None: lambda model, examples: [
-        prompts.sft_target(by_id[x["image_id"]]) for x in examples])
-    advantages = []  # what the loss sees
+def test_forced_greedy_rows_decode_the_greedy_answer_while_the_others_sample(policy):
+    # one generate call, four copies of a prompt at temperature 1.5: the masked rows answer as do_sample=False does,
+    # whatever the seed; the other rows sample
+    from sgglib.models import load_model_and_processor
+
+    model, processor = load_model_and_processor(policy, dtype="float32")
+    row = rows(1)[0]
+    messages = prompts.prompt_messages(prompts.user_prompt(None), None)
+    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    batch = processor(text=[text] * 4, images=[row["image"]] * 4, return_tensors="pt")
+    greedy = model.generate(**batch, do_sample=False, max_new_tokens=24)
+    mask = greedy_rows(4, 2)
+    outs = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        with decoding_rows_greedily(model, mask):
+            outs.append(model.generate(**batch, do_sample=True, temperature=1.5, max_new_tokens=24))
+    assert "generate" not in vars(model)  # the instance attribute is gone again
+    for out in outs:
+        assert out[mask].tolist() == greedy[mask].tolist()
+    assert outs[0][~mask].tolist() != outs[1][~mask].tolist()
+    assert not torch.equal(outs[0][~mask], greedy[~mask])
+
+
+def test_greedy_baseline_takes_the_first_rollout_of_each_group_as_the_baseline(tmp_path, policy, monkeypatch):
+    from sgglib.train import self_critical
+
+    masks, steps = [], []  # the rows decoded greedily; per step the weighted rewards and the advantages
+    processor = self_critical.forced_greedy_processor
+    monkeypatch.setattr(self_critical, "forced_greedy_processor", lambda rows: masks.append(rows) or processor(rows))
     make = grpo.self_critical_trainer
 
     def recording(base):
         class Recording(make(base)):
             def _generate_and_score_completions(self, inputs):
                 output = super()._generate_and_score_completions(inputs)
-                advantages.append(output["advantages"].clone())
+                weighted = (self._step_rewards * self.reward_weights.unsqueeze(0)).nansum(dim=1)
+                steps.append((weighted, output["advantages"].clone()))
                 return output
         return Recording
 
     monkeypatch.setattr(grpo, "self_critical_trainer", recording)
-    cfg = config(tmp_path, policy, baseline="greedy")
-    funcs, weights = build_rewards(cfg)
-    perfect = [prompts.sft_target(r) for r in rows(8)]
-    solutions = [prompts.solution(r) for r in rows(8)]
-    best = sum(w * torch.tensor(f(completions=perfect, solution=solutions, box_scale=[[1000, 1000]] * 8))
-               for f, w in zip(funcs, weights) if w)
-    assert torch.allclose(best, best[0])
-    run(cfg)
+    result = run(config(tmp_path, policy, baseline="greedy", scale_rewards="none"))
+    assert result["global_step"] == 2 and weights_digest(result["model"]) != digest_of(policy)
+    # each training step's generate forced the first of each group of 4 (2 prompts x 4 rollouts)
+    assert len(masks) == 2 and all(m.tolist() == [True, False, False, False] * 2 for m in masks)
     logged = [r for r in read_metrics_csv(tmp_path / "run" / "metrics.csv") if "train/greedy_reward" in r]
     assert len(logged) == 2
-    assert all(r["train/beats_greedy"] == 0 and r["train/greedy_reward"] == pytest.approx(best[0].item())
-               for r in logged)
-    assert all(r["train/reward"] < r["train/greedy_reward"] for r in logged)
-    # every sample is worse than the greedy answer: the loss sees no positive advantage (the group mean would give
-    # the better half of each group one)
-    assert len(advantages) == 2 and all((a <= 0).all() and (a < 0).any() for a in advantages)
+    for (weighted, advantages), r in zip(steps, logged):
+        greedy = weighted.view(-1, 4)[:, :1]
+        # the greedy row gets 0, every sample its reward minus its group's greedy reward (no scaling here)
+        assert torch.allclose(advantages.view(-1, 4), weighted.view(-1, 4) - greedy)
+        assert (advantages.view(-1, 4)[:, 0] == 0).all()
+        assert r["train/greedy_reward"] == pytest.approx(greedy.mean().item(), abs=1e-5)
+        beats = (weighted.view(-1, 4)[:, 1:] > greedy + 1e-9).float().mean().item()
+        assert r["train/beats_greedy"] == pytest.approx(100 * beats, abs=1e-3)
 
 
-def test_greedy_baseline_runs_with_the_policy_s_own_greedy_answers(tmp_path, policy):
-    result = run(config(tmp_path, policy, baseline="greedy"))
-    assert result["global_step"] == 2 and weights_digest(result["model"]) != digest_of(policy)
+def test_greedy_baseline_runs_with_lora(tmp_path, policy):
+    result = run(config(tmp_path, policy, baseline="greedy", lora_r=4))
+    assert result["global_step"] == 2
     logged = [r for r in read_metrics_csv(tmp_path / "run" / "metrics.csv") if "train/greedy_reward" in r]
     assert len(logged) == 2 and all(0 <= r["train/beats_greedy"] <= 100 for r in logged)
 

@@ -42,7 +42,7 @@ from ..models import box_convention, load_model_and_processor, pixel_bounds
 from ..parse import completion_text, parse_completion
 from ..runs import repo_path, reports_dir, write_json
 from .callbacks import MEASURE_ONLY, callbacks
-from .self_critical import greedy_decoder, self_critical_trainer
+from .self_critical import self_critical_trainer
 from .common import (EVAL_KEYS, TrainConfig, check_master_weights, finish_run, load_rows, lora_config,
                      shared_run_dir, train_resuming, trainer_kwargs, use_bf16)
 
@@ -105,9 +105,9 @@ class GRPORunConfig(TrainConfig):
     """advantage scaling: ``group`` (r − mean)/std as the reference, ``batch`` or ``none``"""
     baseline: str = "group"
     """what a sample's reward is compared with: ``group`` the mean reward of its group (GRPO, the paper) or
-    ``greedy`` the reward of the current policy's greedy answer to the same prompt, decoded at each step
-    (self-critical, SCST): only samples that beat the greedy answer are reinforced
-    (``docs/method.md#the-advantage-baseline``)"""
+    ``greedy`` the reward of the current policy's greedy answer to the same prompt, the first of each group's
+    ``group_size`` rollouts decoded greedily in the same ``generate`` call (self-critical, SCST): only samples that
+    beat the greedy answer are reinforced (``docs/method.md#the-advantage-baseline``)"""
     max_completion_length: int = 400
     """sampling budget in tokens (the paper: 1024); a cut answer is a ``truncated`` failure"""
     temperature: float = 0.7
@@ -153,8 +153,9 @@ class GRPORunConfig(TrainConfig):
             raise ValueError(f"rare_predicate_power must be >= 0, got {self.rare_predicate_power}")
         if self.baseline not in ("group", "greedy"):
             raise ValueError(f"baseline must be group or greedy, got {self.baseline!r}")
-        if self.baseline == "greedy" and (self.use_vllm or self.lora_r):
-            raise ValueError("baseline='greedy' decodes with the trained model in process: not with vLLM or LoRA")
+        if self.baseline == "greedy" and self.use_vllm:
+            raise ValueError("baseline='greedy' decodes a row of each group greedily with transformers' generate: "
+                             "not with vLLM")
         return self
 
 
@@ -337,15 +338,11 @@ def train_grpo(cfg: GRPORunConfig, train_rows=None, val_rows=None, vocabulary=No
                                         validate_at_start=True, max_minutes=cfg.max_minutes)
     counts = data.graph_stats(train_rows)["predicates"] if cfg.rare_predicate_power else None
     reward_funcs, _ = build_rewards(cfg, counts)
-    kwargs = {}
-    trainer_cls = GRPOTrainer
-    if cfg.baseline == "greedy":
-        trainer_cls = self_critical_trainer(GRPOTrainer)
-        kwargs["greedy_answers"] = greedy_decoder(processor, cfg, vocabulary)
+    trainer_cls = self_critical_trainer(GRPOTrainer) if cfg.baseline == "greedy" else GRPOTrainer
     trainer = trainer_cls(model=model, reward_funcs=reward_funcs,
                           args=trl_args(cfg, run_dir / "checkpoints", state.num_processes), train_dataset=dataset,
                           processing_class=processor, peft_config=lora_config(cfg),
-                          callbacks=cbs + list(extra_callbacks), **kwargs)
+                          callbacks=cbs + list(extra_callbacks))
     trainer.remove_callback(PrinterCallback)  # a dict per step; metrics.csv holds them, Progress prints a line
     check_master_weights(cfg, trainer)
     train_resuming(trainer, run_dir, cfg.resume)
