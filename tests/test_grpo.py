@@ -311,3 +311,49 @@ def test_ablation_grid_and_dry_run(tmp_path):
     assert params["group_size"] == 16 and params["max_steps"] == 5
     assert params["run_dir"] == str(tmp_path / "abl" / "ablation-g16-hard")
     assert (tmp_path / "abl" / "ablation.json").exists()
+
+
+def sft_run_with_checkpoints(tmp_path, policy, steps=(100, 200)) -> Path:
+    """An SFT run directory as sgglib writes one: ``checkpoints/checkpoint-<step>/`` and ``final/``."""
+    import shutil
+
+    run_dir = tmp_path / "sft"
+    for step in steps:
+        shutil.copytree(policy, run_dir / "checkpoints" / f"checkpoint-{step}")
+    shutil.copytree(policy, run_dir / "final")
+    return run_dir
+
+
+def test_start_best_of_k_takes_the_checkpoint_with_the_best_samples(tmp_path, policy, monkeypatch):
+    from sgglib.train import start
+
+    run_dir = sft_run_with_checkpoints(tmp_path, policy, steps=(1000, 200, 30))
+    assert [p.name for p in start.start_candidates(run_dir / "final")] == [
+        "checkpoint-30", "checkpoint-200", "checkpoint-1000", "final"]
+    (run_dir / "metrics.json").write_text(json.dumps({"global_step": 1000}))  # checkpoint-1000 is final/ itself
+    assert [p.name for p in start.start_candidates(run_dir / "final")] == ["checkpoint-30", "checkpoint-200", "final"]
+    (run_dir / "metrics.json").unlink()
+    scores = {"checkpoint-30": 10.0, "checkpoint-200": 30.0, "checkpoint-1000": 30.0, "final": 20.0}
+    monkeypatch.setattr(start, "start_signals", lambda model_dir, rows, cfg, vocabulary=None: {
+        "best_of_k": cfg.group_size, "best_of_k_recall": scores[Path(model_dir).name], "mean_sample_recall": 0.0,
+        "sampled_failure_rate": 0.0})
+    cfg = GRPORunConfig(start="best-of-k")
+    chosen, table = start.choose_start(run_dir / "final", cfg, rows(8), log=lambda line: None)
+    assert Path(chosen).name == "checkpoint-1000"  # the tie goes to the later checkpoint
+    assert [r["chosen"] for r in table] == [False, False, True, False]
+    assert start.choose_start(run_dir / "final", GRPORunConfig(), rows(8)) == (str(run_dir / "final"), [])
+    with pytest.raises(ValueError, match="not a run's final"):
+        start.start_candidates(policy)
+    with pytest.raises(ValueError):
+        GRPORunConfig(start="latest").check()
+
+
+def test_grpo_with_start_best_of_k_samples_each_candidate_and_records_the_choice(tmp_path, policy):
+    run_dir = sft_run_with_checkpoints(tmp_path, policy, steps=(100,))
+    result = run(config(tmp_path, policy, init=str(run_dir), start="best-of-k", best_of_images=2, max_steps=1))
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())
+    table = recorded["start_candidates"]
+    assert [Path(r["model"]).name for r in table] == ["checkpoint-100", "final"] and sum(r["chosen"] for r in table) == 1
+    assert all(r["best_of_k"] == 4 and r["best_of_images"] == 2 and 0 <= r["best_of_k_recall"] <= 100 for r in table)
+    assert recorded["resolved_init"] == next(r["model"] for r in table if r["chosen"])
+    assert result["global_step"] == 1

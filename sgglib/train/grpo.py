@@ -43,6 +43,7 @@ from ..parse import completion_text, parse_completion
 from ..runs import repo_path, reports_dir, write_json
 from .callbacks import MEASURE_ONLY, callbacks
 from .self_critical import self_critical_trainer
+from .start import START_RULES, choose_start
 from .common import (EVAL_KEYS, TrainConfig, check_master_weights, finish_run, load_rows, lora_config,
                      shared_run_dir, train_resuming, trainer_kwargs, use_bf16)
 
@@ -103,6 +104,10 @@ class GRPORunConfig(TrainConfig):
     """TRL loss normalisation (``dapo`` TRL's default, ``grpo`` the reference's per-sequence mean, ``dr_grpo``)"""
     scale_rewards: str = "group"
     """advantage scaling: ``group`` (r − mean)/std as the reference, ``batch`` or ``none``"""
+    start: str = "final"
+    """which checkpoint of the SFT run ``init`` names GRPO starts from: ``final`` (its ``final/``, the paper) or
+    ``best-of-k`` (of its kept checkpoints and ``final/``, the one whose samples, drawn as GRPO's groups, reach the
+    highest best-of-k Hard Recall on the first ``best_of_images`` training rows; ``sgglib.train.start``)"""
     baseline: str = "group"
     """what a sample's reward is compared with: ``group`` the mean reward of its group (GRPO, the paper) or
     ``greedy`` the reward of the current policy's greedy answer to the same prompt, the first of each group's
@@ -151,6 +156,8 @@ class GRPORunConfig(TrainConfig):
             raise ValueError(f"guard must be strict/budget and dangling drop/zero, got {self.guard!r}, {self.dangling!r}")
         if self.rare_predicate_power < 0:
             raise ValueError(f"rare_predicate_power must be >= 0, got {self.rare_predicate_power}")
+        if self.start not in START_RULES:
+            raise ValueError(f"start must be one of {START_RULES}, got {self.start!r}")
         if self.baseline not in ("group", "greedy"):
             raise ValueError(f"baseline must be group or greedy, got {self.baseline!r}")
         if self.baseline == "greedy" and self.use_vllm:
@@ -322,12 +329,17 @@ def train_grpo(cfg: GRPORunConfig, train_rows=None, val_rows=None, vocabulary=No
     if state.num_processes > 1 and cfg.max_minutes:
         raise ValueError("max_minutes would stop ranks at different steps; use max_steps with several processes")
     run_dir = shared_run_dir(cfg.run_dir, "grpo")
-    init = resolve_init(cfg.init, cfg.model_id)
-    if state.is_main_process:
-        write_json(run_dir / "config.json", {**dataclasses.asdict(cfg), "resolved_init": init})
+    if state.num_processes > 1 and cfg.start != "final":
+        raise ValueError("start='best-of-k' samples on one process; choose the checkpoint in a single-process run")
     train_rows, val_rows = load_rows(cfg, train_rows, val_rows)
     if vocabulary is None and cfg.prompt == "closed":
         vocabulary = data.vocabulary(cfg.dataset)
+    torch.manual_seed(cfg.seed)
+    init, start_table = choose_start(resolve_init(cfg.init, cfg.model_id), cfg, train_rows,
+                                     vocabulary if cfg.prompt == "closed" else None)
+    if state.is_main_process:
+        write_json(run_dir / "config.json", {**dataclasses.asdict(cfg), "resolved_init": init,
+                                             **({"start_candidates": start_table} if start_table else {})})
     torch.manual_seed(cfg.seed)
     model, processor = load_model_and_processor(init, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation,
                                                  min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels,
