@@ -7,7 +7,7 @@ Then it groups the samples by what they are — a parse failure (by reason) or a
 objects, with or without relations) — and reports, per kind, how many there are, their mean reward components and
 their mean advantage. Writes ``reports/bench/zero_diagnosis.json``.
 
-    .venv/bin/python benchmarks/zero_diagnosis.py [--images 16] [--group 8] [--temperature 0.7] [--rewards hard]
+    .venv/bin/python benchmarks/zero_diagnosis.py [--images 16] [--group 8] [--temperature 0.7] [--rewards hard] [--guard strict]
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--group", type=int, default=8)
     ap.add_argument("--temperature", type=float, default=0.7)
     ap.add_argument("--rewards", default="hard")
+    ap.add_argument("--guard", default="strict", choices=("strict", "budget"), help="the size guard (GRPO's guard)")
     ap.add_argument("--max-new-tokens", type=int, default=400)
     ap.add_argument("--out", default=str(reports_dir("bench", "zero_diagnosis.json")))
     args = ap.parse_args(argv)
@@ -58,9 +59,10 @@ def main(argv=None) -> dict:
     solutions = {str(r["image_id"]): prompts.solution(r) for r in rows}
     sols = [solutions[r["image_id"]] for r in records]
     weights = rewards.reward_weights(args.rewards)
-    fns = rewards.make_rewards(list(weights), format_strict=False)
+    fns = rewards.make_rewards(list(weights), format_strict=False, guard=args.guard)
     parts = {f.__name__: np.array(f(texts, sols)) for f in fns}
     total = sum(weights[name] * values for name, values in parts.items())
+    recall = np.array(rewards.make_rewards(["edge_hard_reward"])[0](texts, sols))  # Hard Recall, whatever the preset
     groups = total.reshape(-1, args.group)
     advantage = ((groups - groups.mean(1, keepdims=True)) / (groups.std(1, ddof=1, keepdims=True) + 1e-4)).ravel()
     by_kind: dict[str, list[int]] = defaultdict(list)
@@ -72,7 +74,7 @@ def main(argv=None) -> dict:
              for k, ix in sorted(by_kind.items(), key=lambda kv: -len(kv[1]))}
     result = {"model": args.model, "images": args.images, "group": args.group, "temperature": args.temperature,
               "rewards": weights, "zero_variance_groups": float((groups.std(1) == 0).mean()),
-              "groups_with_any_recall": float((parts["edge_hard_reward"].reshape(-1, args.group) > 0).any(1).mean()),
+              "guard": args.guard, "groups_with_any_recall": float((recall.reshape(-1, args.group) > 0).any(1).mean()),
               "by_kind": table, "command": " ".join(["python"] + sys.argv)}
     write_json(args.out, result)
     for k, row in table.items():
