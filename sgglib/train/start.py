@@ -15,6 +15,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..models import load_model_and_processor
+from ..runs import read_json
+from .common import sample_and_score
+
 START_RULES = ("final", "best-of-k")
 
 
@@ -23,8 +27,6 @@ def start_candidates(model_dir: str | Path) -> list[Path]:
     ``final/`` that ``model_dir`` names; the checkpoint of the run's last step (its ``metrics.json``
     ``global_step``) is ``final/`` itself and is left out. Raises ``ValueError`` when ``model_dir`` is not a run's
     ``final/``."""
-    from ..runs import read_json
-
     final = Path(model_dir)
     if final.name != "final" or not (final / "config.json").exists():
         raise ValueError(f"start='best-of-k' chooses among an SFT run's checkpoints; {final} is not a run's final/ "
@@ -40,9 +42,6 @@ def start_signals(model_dir: str | Path, rows: Sequence[dict], cfg, vocabulary=N
     """Sample ``cfg.group_size`` answers per row at the rollout temperature and budget, as GRPO's groups are, and
     score them (:func:`sgglib.train.common.sample_and_score`): best-of-k and mean-sample Hard Recall (%), sampled
     failure rate."""
-    from ..models import load_model_and_processor
-    from .common import sample_and_score
-
     model, processor = load_model_and_processor(str(model_dir), dtype=cfg.dtype,
                                                 min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
     like_groups = dataclasses.replace(cfg, best_of=cfg.group_size, best_of_temperature=cfg.temperature,
