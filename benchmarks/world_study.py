@@ -130,6 +130,19 @@ def cell(name: str, seed: int, grpo_minutes: float, best_of: int, grpo_overrides
     return summary
 
 
+def merge_tables(old: str, new: str) -> str:
+    """``old``'s ``### <cell>`` sections with ``new``'s replacing those of the same cell and the rest appended: a
+    run of some cells keeps the other cells' tables."""
+    def sections(text):
+        parts = {}
+        for block in ("\n" + text).split("\n### ")[1:]:
+            parts[block.split(None, 1)[0]] = "### " + block.strip("\n") + "\n"
+        return parts
+
+    merged = {**sections(old), **sections(new)}
+    return "\n".join(merged.values())
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cells", default=",".join(CELLS), help=f"comma-separated cells of {sorted(CELLS)}")
@@ -163,7 +176,8 @@ def main(argv=None) -> None:
         write_json(root / f"{name}{suffix}.json", {**summary, "command": " ".join(["python"] + sys.argv)})
     if not lines:
         return
-    (root / f"table-seed{args.seed}{'-' + args.tag if args.tag else ''}.md").write_text("\n".join(lines))
+    table = root / f"table-seed{args.seed}{'-' + args.tag if args.tag else ''}.md"
+    table.write_text(merge_tables(table.read_text() if table.exists() else "", "\n".join(lines)))
     print("\n".join(lines))
 
 

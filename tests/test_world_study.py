@@ -15,6 +15,8 @@ import world_study  # noqa: E402
 def test_one_cell_in_a_few_steps(tmp_path, capsys):
     argv = ["--cells", "control", "--sft-steps", "2", "--val-limit", "2", "--max-new-tokens", "12",
             "--grpo-minutes", "0.01", "--best-of", "0", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "table-seed0.md").write_text("### dense-seed0\n\n| run |\n")  # another cell's earlier table
     world_study.main(argv)
     folder = tmp_path / "runs" / "control-seed0"
     assert sorted(p.name for p in folder.iterdir()) == ["grpo", "sft", "sft-more-0.01min"]
@@ -27,3 +29,5 @@ def test_one_cell_in_a_few_steps(tmp_path, capsys):
     capsys.readouterr()
     world_study.main(argv)  # every stage has its metrics.json: nothing trains again
     assert "[study]" not in capsys.readouterr().out
+    table = (tmp_path / "out" / "table-seed0.md").read_text()
+    assert table.startswith("### dense-seed0") and table.count("### control-seed0") == 1  # kept, replaced
