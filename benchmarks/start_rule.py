@@ -14,6 +14,7 @@ whose ``metrics.json`` exists is not run again. Run directories: ``reports/start
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sgglib import data  # noqa: E402
 from sgglib.runs import read_json, reports_dir, write_json  # noqa: E402
 from sgglib.train.grpo import GRPORunConfig, train_grpo  # noqa: E402
-from sgglib.train.start import start_candidates, start_signals  # noqa: E402
+from sgglib.train.start import best_of_k_pick, start_candidates, start_signals  # noqa: E402
 
 KEYS = ("failure_rate", "ap50", "recall", "mean_recall")
 
@@ -47,7 +48,7 @@ def main(argv=None) -> dict:
         signals = start_signals(candidate, [rows[i] for i in range(args.images)], base, vocabulary)
         run_dir = Path(args.runs) / candidate.name
         if not (run_dir / "metrics.json").exists():
-            cfg = GRPORunConfig(**{**vars(base), "init": str(candidate), "run_dir": str(run_dir)})
+            cfg = dataclasses.replace(base, init=str(candidate), run_dir=str(run_dir))
             train_grpo(cfg, vocabulary=vocabulary)
         metrics = read_json(run_dir / "metrics.json")
         step = int(candidate.name.rsplit("-", 1)[1]) if candidate.name != "final" else read_json(
@@ -59,10 +60,10 @@ def main(argv=None) -> dict:
         print(f"{candidate.name}: best-of-{signals['best_of_k']} {signals['best_of_k_recall']:.1f}, mean sample "
               f"{signals['mean_sample_recall']:.1f}; SFT Recall {row['sft']['recall']:.2f} -> R1-SGG "
               f"{row['r1sgg']['recall']:.2f}", flush=True)
-    pick = max(range(len(table)), key=lambda i: (table[i]["signals"]["best_of_k_recall"], i))
+    pick = best_of_k_pick([row["signals"]["best_of_k_recall"] for row in table])
     best = max(range(len(table)), key=lambda i: table[i]["r1sgg"]["recall"])
     result = {"sft": args.sft, "steps": args.steps, "candidates": table, "rule_pick": table[pick]["model"],
-              "best_r1sgg": table[best]["model"], "grpo_config": {k: v for k, v in vars(base).items()},
+              "best_r1sgg": table[best]["model"], "grpo_config": dataclasses.asdict(base),
               "command": " ".join(["python"] + sys.argv)}
     write_json(args.out, result)
     return result

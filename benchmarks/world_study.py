@@ -71,11 +71,13 @@ def answers_over_budget(model_dir: Path, rows, budget: int) -> float:
 
 
 TRAINING_KEYS = ("reward_format", "reward_edge_hard", "reward_size_penalty", "frac_reward_zero_std",
-                 "sampled_failure_rate", "sampled_recall", "sampled_relations")
+                 "sampled_failure_rate", "sampled_recall", "sampled_relations", "step_time",
+                 "greedy_reward", "beats_greedy")  # the last two only with baseline="greedy"
 
 
-def training_thirds(run_dir: Path) -> dict[str, list[float]]:
-    """GRPO's logged training statistics (``train/<key>``), averaged over the first and the last third of its steps."""
+def training_thirds(run_dir: Path) -> dict[str, list[float] | float | None]:
+    """GRPO's logged training statistics (``train/<key>``), averaged over the first and the last third of its steps,
+    and its mean step time (s) over all steps."""
     rows = [r for r in read_metrics_csv(run_dir / "metrics.csv") if r.get("train/reward") not in (None, "")]
     third = max(1, len(rows) // 3)
 
@@ -83,8 +85,9 @@ def training_thirds(run_dir: Path) -> dict[str, list[float]]:
         values = [float(r[key]) for r in part if r.get(key) not in (None, "")]
         return sum(values) / len(values) if values else None
 
-    return {key: [mean(rows[:third], "train/" + key), mean(rows[-third:], "train/" + key)]
-            for key in TRAINING_KEYS if any(("train/" + key) in r for r in rows)}
+    thirds = {key: [mean(rows[:third], "train/" + key), mean(rows[-third:], "train/" + key)]
+              for key in TRAINING_KEYS if any(("train/" + key) in r for r in rows)}
+    return {**thirds, "mean_step_time": mean(rows, "train/step_time")}
 
 
 def cell(name: str, seed: int, grpo_minutes: float, best_of: int, grpo_overrides: dict, root: Path,

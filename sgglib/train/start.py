@@ -49,6 +49,12 @@ def start_signals(model_dir: str | Path, rows: Sequence[dict], cfg, vocabulary=N
     return sample_and_score(model, processor, rows, like_groups, vocabulary)
 
 
+def best_of_k_pick(best_of_k_recalls: Sequence[float]) -> int:
+    """The ``best-of-k`` rule on the candidates' best-of-k recalls, oldest first: the index of the highest, the later
+    on a tie."""
+    return max(range(len(best_of_k_recalls)), key=lambda i: (best_of_k_recalls[i], i))
+
+
 def choose_start(model_dir: str | Path, cfg, train_rows: Sequence[dict], vocabulary=None,
                  log: Callable[[str], None] = print) -> tuple[str, list[dict[str, Any]]]:
     """The model GRPO starts from under ``cfg.start`` and, for ``best-of-k``, each candidate's signals on the first
@@ -62,7 +68,7 @@ def choose_start(model_dir: str | Path, cfg, train_rows: Sequence[dict], vocabul
         log(f"[start] {candidate.name}: best-of-{signals['best_of_k']} recall {signals['best_of_k_recall']:.1f}, "
             f"mean sample {signals['mean_sample_recall']:.1f}, sampled FR {signals['sampled_failure_rate']:.1f}")
         table.append({"model": str(candidate), **signals})
-    best = max(range(len(table)), key=lambda i: (table[i]["best_of_k_recall"], i))
+    best = best_of_k_pick([row["best_of_k_recall"] for row in table])
     for i, row in enumerate(table):
         row["chosen"] = i == best
     log(f"[start] GRPO starts from {Path(table[best]['model']).name}")
