@@ -30,7 +30,9 @@ tokenizer decodes to nothing, so its completions would be empty and the rewards 
 call is therefore fed one VG-sized completion per sample instead (20 objects, 15 relations; the generator of
 ``benchmarks/rewards_speed.py``), against its own ground truth.
 
-Writes ``reports/bench/grpo_throughput[-tiny][-gc].json`` (with the device, versions and settings) unless ``--out``.
+Each distinct prompt runs once per group in the loss (``share_prompt``, the default; ``--no-share-prompt`` for TRL's
+G full sequences). Writes ``reports/bench/grpo_throughput[-tiny][-gc][-unshared].json`` (with the device, versions
+and settings) unless ``--out``.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ from sgglib.embedded.model import QWEN2_VL_2B, TinyModelConfig, ensure_tiny_init
 from sgglib.models import load_processor  # noqa: E402
 from sgglib.runs import reports_dir, write_json  # noqa: E402
 from sgglib.train.common import use_bf16  # noqa: E402
-from sgglib.train.grpo import PAPER_GRPO, build_rewards, trl_args  # noqa: E402
+from sgglib.train.grpo import PAPER_GRPO, build_rewards, trainer_class, trl_args  # noqa: E402
 
 # dense bf16 spec-sheet peaks by device name (whole words: "A10" is not an "A10G"; an H100 PCIe is slower than SXM)
 SPEC_BF16_DENSE = {"H200": 989e12, "H100 80GB HBM3": 989e12, "H100 SXM": 989e12, "H100 PCIe": 756e12,
@@ -199,6 +201,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--completion-tokens", type=int, default=None, help="forced length (default 512, tiny 32)")
     parser.add_argument("--image-size", default=None, help="WxH (default 640x480, tiny 112x112)")
     parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--no-share-prompt", action="store_true",
+                        help="TRL's G full sequences per prompt in the loss (share_prompt=False; suffix -unshared)")
     parser.add_argument("--out", default=None, help="JSON path (default reports/bench/grpo_throughput[-tiny][-gc].json)")
     args = parser.parse_args(argv)
     tiny = args.tiny
@@ -230,16 +234,15 @@ def main(argv=None) -> dict:
         PAPER_GRPO, group_size=args.group_size, prompts_per_step=prompts_per_step, grad_accum=completions // micro,
         max_steps=args.warmup + steps, max_completion_length=length, bf16=None,
         gradient_checkpointing=args.gradient_checkpointing, use_vllm=False, logging_steps=1,
+        share_prompt=not args.no_share_prompt,
         extra=json.dumps({"generation_kwargs": {"min_new_tokens": length}, "save_strategy": "no"}))
     rng = random.Random(0)
     pool = [(make_completion(rng, gt), gt) for gt in (make_gt(rng) for _ in range(completions))]
     funcs, _ = build_rewards(cfg)
     funcs = [Timed(RealisticInputs(f, pool), timings, "reward") for f in funcs]
     timer = StepTimer(timings, sync)
-    from trl import GRPOTrainer
-
     out_dir = reports_dir("bench", "grpo-throughput-tmp")
-    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=trl_args(cfg, out_dir), callbacks=[timer],
+    trainer = trainer_class(cfg)(model=model, reward_funcs=funcs, args=trl_args(cfg, out_dir), callbacks=[timer],
                           train_dataset=make_rows(prompts_per_step * (args.warmup + steps) * 2, width, height),
                           processing_class=processor)
     trainer.remove_callback(PrinterCallback)
@@ -267,6 +270,9 @@ def main(argv=None) -> dict:
     result = {
         "device": device_name, "gpu": cuda, "tiny": tiny, "weights": "float32 master weights",
         "bf16_autocast": use_bf16(cfg.bf16), "gradient_checkpointing": args.gradient_checkpointing,
+        "share_prompt": cfg.share_prompt,
+        "rows_per_prompt_pass": float(np.mean([h["prompt_share"] for h in trainer.state.log_history
+                                               if "prompt_share" in h] or [1.0])),
         "attn_implementation": model.config._attn_implementation,
         "params_llm": n_llm, "params_vision": n_vis, "vocab": vocab, "model_build_s": build_s,
         "image_size": [width, height], "image_patches": patches, "image_tokens": patches // 4,
@@ -279,6 +285,8 @@ def main(argv=None) -> dict:
         "total_tokens_per_s_per_gpu": completions * (prompt_tokens + length) / mean["step"],
         "completions_per_s_per_gpu": completions / mean["step"],
         "update_flops_per_step": flops,
+        "update_flops_count": "every row's full prompt and completion, the unshared work: with share_prompt the "
+                              "MFU figures are effective rates",
         "mfu_update_vs_spec": flops["total"] / update_s / spec if spec else None, "spec_peak_flops": spec,
         "mfu_update_vs_measured": flops["total"] / update_s / peak, "measured_peak_flops": peak,
         "measured_peak_kind": peak_kind,
@@ -290,7 +298,8 @@ def main(argv=None) -> dict:
         "torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__,
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    suffix = ("-tiny" if tiny else "") + ("-gc" if args.gradient_checkpointing else "")
+    suffix = ("-tiny" if tiny else "") + ("-gc" if args.gradient_checkpointing else "") + \
+        ("-unshared" if args.no_share_prompt else "")
     out = Path(args.out) if args.out else reports_dir("bench", f"grpo_throughput{suffix}.json")
     write_json(out, result)
     print(json.dumps(result, indent=2))

@@ -186,6 +186,73 @@ def test_greedy_baseline_runs_with_lora(tmp_path, policy):
     assert len(logged) == 2 and all(0 <= r["train/beats_greedy"] <= 100 for r in logged)
 
 
+def checking_shared_prompt(monkeypatch, checks):
+    """Make train_grpo's trainer score each training batch both ways — TRL's G full sequences and the shared prompt
+    pass — and record the largest differences of log-probs, entropies and the gradients of a random linear loss."""
+    make = grpo.trainer_class
+
+    def checking(cfg, base=None):
+        cls = make(cfg, base)
+        trl_method = super(cls, cls)._get_per_token_logps_and_entropies if cfg.share_prompt else None
+
+        class Checking(cls):
+            def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *a, **kw):
+                ours = super()._get_per_token_logps_and_entropies
+                if model.training and trl_method is not None:
+                    params = [p for p in model.parameters() if p.requires_grad]
+                    w = torch.randn(input_ids.size(0), logits_to_keep, generator=torch.Generator().manual_seed(0))
+                    outs = []
+                    for fn in (lambda *x, **y: trl_method(self, *x, **y), ours):
+                        lp, ent, _ = fn(model, input_ids, attention_mask, logits_to_keep, *a, **{**kw,
+                                                                                               "compute_entropy": True})
+                        grads = torch.autograd.grad((lp * w).sum() + (ent * w).sum(), params, allow_unused=True)
+                        outs.append((lp.detach(), ent.detach(), grads))
+                    (lp0, ent0, g0), (lp1, ent1, g1) = outs
+                    checks.append({"logps": (lp0 - lp1).abs().max().item(), "entropy": (ent0 - ent1).abs().max().item(),
+                                   "grad": max(((x - y).abs().max() / x.abs().max()).item()
+                                               for x, y in zip(g0, g1) if x is not None and x.abs().max() > 0),
+                                   "nonzero": (lp0 != 0).sum().item()})
+                return ours(model, input_ids, attention_mask, logits_to_keep, *a, **kw)
+        return Checking
+
+    monkeypatch.setattr(grpo, "trainer_class", checking)
+
+
+@pytest.mark.parametrize("extra", [{}, {"lora_r": 4}, {"baseline": "greedy"}])
+def test_shared_prompt_pass_equals_trls_full_sequences(tmp_path, policy, monkeypatch, extra):
+    # each step's loss inputs scored by TRL's G full sequences and by one prompt pass per group: the same log-probs,
+    # entropies and gradients (to float32 rounding), with the full model, LoRA and the greedy-baseline trainer
+    checks = []
+    checking_shared_prompt(monkeypatch, checks)
+    result = run(config(tmp_path, policy, temperature=1.0, **extra))
+    assert result["global_step"] == 2 and len(checks) == 2
+    for c in checks:
+        assert c["nonzero"] > 0 and c["logps"] < 1e-4 and c["entropy"] < 1e-4 and c["grad"] < 1e-3, c
+    logged = [r["train/prompt_share"] for r in read_metrics_csv(tmp_path / "run" / "metrics.csv")
+              if r.get("train/prompt_share") not in (None, "")]
+    # 2 prompts × G 4 per step, each prompt run once for its 4 rows; the rows alternate two images, so a step's two
+    # prompts can be the same one, run once for all 8
+    assert len(logged) == 2 and all(v in (4.0, 8.0) for v in logged), logged
+
+
+def test_share_prompt_off_or_gradient_checkpointing_takes_trls_path(tmp_path, policy):
+    for kw in ({"share_prompt": False}, {"gradient_checkpointing": True}):
+        run(config(tmp_path, policy, **kw))
+        assert not any(r.get("train/prompt_share") not in (None, "")
+                       for r in read_metrics_csv(tmp_path / "run" / "metrics.csv")), kw
+
+
+def test_prompt_groups_tell_images_apart():
+    from sgglib.train.shared_prompt import prompt_groups
+
+    ids, mask = torch.tensor([[5, 6]] * 4), torch.ones(4, 2)
+    images = [torch.zeros(3), torch.ones(3), torch.zeros(3), torch.ones(3)]
+    first, inverse = prompt_groups(ids, mask, images)  # the same text, two images: two prompts
+    assert first.tolist() == [0, 1] and inverse.tolist() == [0, 1, 0, 1]
+    mask[2, 0] = 0  # a different padding is a different prompt
+    assert prompt_groups(ids, mask, images)[1].tolist() == [0, 1, 2, 1]
+
+
 def test_reward_weights_go_to_trl_and_presets_validate(tmp_path):
     # sgglib rewards are unweighted; the preset's weights are TRL's reward_weights (+ 0 for the measuring one)
     args = trl_args(GRPORunConfig(rewards="soft", group_size=4, prompts_per_step=2), tmp_path)

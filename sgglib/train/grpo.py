@@ -43,6 +43,7 @@ from ..parse import completion_text, parse_completion
 from ..runs import repo_path, reports_dir, write_json
 from .callbacks import MEASURE_ONLY, callbacks
 from .self_critical import self_critical_trainer
+from .shared_prompt import shared_prompt_trainer
 from .start import START_RULES, choose_start
 from .common import (EVAL_KEYS, TrainConfig, check_master_weights, finish_run, load_rows, lora_config,
                      shared_run_dir, train_resuming, trainer_kwargs, use_bf16)
@@ -113,6 +114,10 @@ class GRPORunConfig(TrainConfig):
     ``greedy`` the reward of the current policy's greedy answer to the same prompt, the first of each group's
     ``group_size`` rollouts decoded greedily in the same ``generate`` call (self-critical, SCST): only samples that
     beat the greedy answer are reinforced (``docs/method.md#the-advantage-baseline``)"""
+    share_prompt: bool = True
+    """run each distinct prompt once per group in the loss's forward and backward, its key/value cache shared by its
+    G completions (exact; ``docs/method.md#one-prompt-pass-per-group``); False = TRL's G full sequences. Qwen2-VL
+    family only; with gradient checkpointing TRL's path runs either way"""
     max_completion_length: int = 400
     """sampling budget in tokens (the paper: 1024); a cut answer is a ``truncated`` failure"""
     temperature: float = 0.7
@@ -315,6 +320,17 @@ def weights_digest(model) -> str:
     return h.hexdigest()
 
 
+def trainer_class(cfg: GRPORunConfig, base=None):
+    """The trainer class of a run: TRL's ``GRPOTrainer`` (or ``base``), with the greedy baseline
+    (:func:`~sgglib.train.self_critical.self_critical_trainer`) and the shared prompt pass
+    (:func:`~sgglib.train.shared_prompt.shared_prompt_trainer`) when the config asks."""
+    if base is None:
+        from trl import GRPOTrainer as base
+    if cfg.baseline == "greedy":
+        base = self_critical_trainer(base)
+    return shared_prompt_trainer(base) if cfg.share_prompt else base
+
+
 def train_grpo(cfg: GRPORunConfig, train_rows=None, val_rows=None, vocabulary=None,
                extra_callbacks: Sequence = ()) -> dict[str, Any]:
     """Run GRPO end to end into ``cfg.run_dir``; returns ``{"run_dir", "global_step", "metrics", "model", "init"}``.
@@ -322,7 +338,6 @@ def train_grpo(cfg: GRPORunConfig, train_rows=None, val_rows=None, vocabulary=No
     import torch
     from accelerate import PartialState
     from transformers import PrinterCallback
-    from trl import GRPOTrainer
 
     cfg.check()
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU ranks under accelerate launch: gloo
@@ -350,8 +365,7 @@ def train_grpo(cfg: GRPORunConfig, train_rows=None, val_rows=None, vocabulary=No
                                         validate_at_start=True, max_minutes=cfg.max_minutes)
     counts = data.graph_stats(train_rows)["predicates"] if cfg.rare_predicate_power else None
     reward_funcs, _ = build_rewards(cfg, counts)
-    trainer_cls = self_critical_trainer(GRPOTrainer) if cfg.baseline == "greedy" else GRPOTrainer
-    trainer = trainer_cls(model=model, reward_funcs=reward_funcs,
+    trainer = trainer_class(cfg)(model=model, reward_funcs=reward_funcs,
                           args=trl_args(cfg, run_dir / "checkpoints", state.num_processes), train_dataset=dataset,
                           processing_class=processor, peft_config=lora_config(cfg),
                           callbacks=cbs + list(extra_callbacks))
