@@ -366,9 +366,9 @@ def train_grpo(cfg: GRPORunConfig, train_rows=None, val_rows=None, vocabulary=No
     counts = data.graph_stats(train_rows)["predicates"] if cfg.rare_predicate_power else None
     reward_funcs, _ = build_rewards(cfg, counts)
     trainer = trainer_class(cfg)(model=model, reward_funcs=reward_funcs,
-                          args=trl_args(cfg, run_dir / "checkpoints", state.num_processes), train_dataset=dataset,
-                          processing_class=processor, peft_config=lora_config(cfg),
-                          callbacks=cbs + list(extra_callbacks))
+                                 args=trl_args(cfg, run_dir / "checkpoints", state.num_processes),
+                                 train_dataset=dataset, processing_class=processor, peft_config=lora_config(cfg),
+                                 callbacks=cbs + list(extra_callbacks))
     trainer.remove_callback(PrinterCallback)  # a dict per step; metrics.csv holds them, Progress prints a line
     check_master_weights(cfg, trainer)
     train_resuming(trainer, run_dir, cfg.resume)

@@ -56,6 +56,14 @@ def vision_language_model(model):
     return model.model
 
 
+def pixel_rows_per_sample(image_grid_thw, images_per_sample: list[int]) -> list[int]:
+    """How many rows of the flat ``pixel_values`` each sample's images take (Qwen2-VL: the product of each image's
+    grid, summed over the sample's images)."""
+    import torch
+
+    return [int(g.prod(dim=-1).sum()) for g in torch.split(image_grid_thw, images_per_sample)]
+
+
 def _cache_name(backbone) -> str:
     """The keyword the backbone's forward takes its key/value cache by (``cache`` in recent transformers)."""
     return "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
@@ -73,8 +81,7 @@ def shared_prompt_logps(model, input_ids, attention_mask, logits_to_keep: int, p
     n, length = input_ids.shape
     p = length - logits_to_keep - 1  # the shared prefix: the prompt without its last token
     images_per_row = [1] * n if num_images is None else list(num_images)
-    pixel_rows = torch.split(pixel_values, [int(r) for r in torch.stack(
-        [g.prod(dim=-1).sum() for g in torch.split(image_grid_thw, images_per_row)])])
+    pixel_rows = torch.split(pixel_values, pixel_rows_per_sample(image_grid_thw, images_per_row))
     grids = torch.split(image_grid_thw, images_per_row)
     first, inverse = prompt_groups(input_ids[:, :p + 1], attention_mask[:, :p + 1],
                                    [torch.cat([grids[i].flatten().to(pixel_rows[i].dtype), pixel_rows[i].flatten()])
@@ -129,7 +136,7 @@ def shared_prompt_trainer(base):
 
             batch_size = batch_size or input_ids.size(0)
             images = [1] * input_ids.size(0) if num_images is None else list(num_images)
-            rows_per_sample = [int(g.prod(dim=-1).sum()) for g in torch.split(image_grid_thw, images)]
+            rows_per_sample = pixel_rows_per_sample(image_grid_thw, images)
             logps, entropies, passes = [], [], 0
             for start in range(0, input_ids.size(0), batch_size):  # TRL's chunks
                 end = min(start + batch_size, input_ids.size(0))
