@@ -12,7 +12,8 @@ over its G rows, as in the unshared forward. The result equals TRL's up to float
 :func:`shared_prompt_trainer` subclasses TRL's ``GRPOTrainer`` for it; :mod:`sgglib.train.grpo` uses it when the
 config asks. It handles the Qwen2-VL family (M-RoPE positions from the model's ``get_rope_index``) and hands every
 other case to TRL's method: gradient checkpointing (which drops the cache), MoE auxiliary losses, other vision
-towers' inputs, text-only batches, and batches where no prompt repeats."""
+towers' inputs and text-only batches. A batch where no prompt repeats still takes the shared path (exact, with
+nothing saved)."""
 
 from __future__ import annotations
 
