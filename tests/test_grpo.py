@@ -186,6 +186,57 @@ def test_greedy_baseline_runs_with_lora(tmp_path, policy):
     assert len(logged) == 2 and all(0 <= r["train/beats_greedy"] <= 100 for r in logged)
 
 
+def test_shuffle_within_groups_permutes_whole_samples_inside_each_group():
+    from sgglib.train.placebo import shuffle_within_groups
+
+    rewards = torch.arange(16, dtype=torch.float32).view(8, 2)  # 8 samples x 2 reward functions, groups of 4
+    shuffled = shuffle_within_groups(rewards, 4, torch.Generator().manual_seed(1))
+    for g in range(2):  # each group keeps its own samples, each sample its row
+        assert sorted(map(tuple, shuffled[4 * g:4 * g + 4].tolist())) == sorted(map(tuple, rewards[4 * g:4 * g + 4].tolist()))
+    assert not torch.equal(shuffled, rewards)
+    again = shuffle_within_groups(rewards, 4, torch.Generator().manual_seed(1))
+    assert torch.equal(shuffled, again)  # one seed, one permutation: every process draws the same
+    with pytest.raises(ValueError, match="groups of 3"):
+        shuffle_within_groups(rewards, 3, torch.Generator())
+
+
+def test_placebo_trains_on_each_groups_rewards_shuffled(tmp_path, policy, monkeypatch):
+    steps = []  # per training step: TRL's rewards, the shuffled ones and the advantages TRL made of them
+    make = grpo.placebo_trainer
+
+    def recording(base, seed):
+        class Real(base):
+            def _calculate_rewards(self, *args):
+                steps.append([super()._calculate_rewards(*args)])
+                return steps[-1][0]
+
+        class Recording(make(Real, seed)):
+            def _calculate_rewards(self, *args):
+                shuffled = super()._calculate_rewards(*args)
+                steps[-1].append(shuffled)
+                return shuffled
+
+            def _generate_and_score_completions(self, inputs):
+                output = super()._generate_and_score_completions(inputs)
+                steps[-1] += [output["advantages"].clone(), self.reward_weights]
+                return output
+        return Recording
+
+    monkeypatch.setattr(grpo, "placebo_trainer", recording)
+    result = run(config(tmp_path, policy, shuffle_rewards=True, scale_rewards="none"))
+    assert result["global_step"] == 2 and weights_digest(result["model"]) != digest_of(policy)
+    assert len(steps) == 2
+    for real, shuffled, advantages, weights in steps:
+        assert len(real) == 8
+        for g in range(2):
+            assert sorted(map(tuple, real[4 * g:4 * g + 4].tolist())) == sorted(map(tuple, shuffled[4 * g:4 * g + 4].tolist()))
+        weighted = (shuffled * weights).nansum(dim=1).view(-1, 4)
+        assert torch.allclose(advantages.view(-1, 4), weighted - weighted.mean(dim=1, keepdim=True), atol=1e-6)
+    assert any(not torch.equal(real, shuffled) for real, shuffled, *_ in steps)
+    with pytest.raises(ValueError, match="placebo"):
+        GRPORunConfig(shuffle_rewards=True, baseline="greedy").check()
+
+
 def checking_shared_prompt(monkeypatch, checks):
     """Make train_grpo's trainer score each training batch both ways — TRL's G full sequences and the shared prompt
     pass — and record the largest differences of log-probs, entropies and the gradients of a random linear loss."""

@@ -42,6 +42,7 @@ from ..models import box_convention, load_model_and_processor, pixel_bounds
 from ..parse import completion_text, parse_completion
 from ..runs import repo_path, reports_dir, write_json
 from .callbacks import MEASURE_ONLY, callbacks
+from .placebo import placebo_trainer
 from .self_critical import self_critical_trainer
 from .shared_prompt import shared_prompt_trainer
 from .start import START_RULES, choose_start
@@ -114,6 +115,10 @@ class GRPORunConfig(TrainConfig):
     ``greedy`` the reward of the current policy's greedy answer to the same prompt, the first of each group's
     ``group_size`` rollouts decoded greedily in the same ``generate`` call (self-critical, SCST): only samples that
     beat the greedy answer are reinforced (``docs/method.md#the-advantage-baseline``)"""
+    shuffle_rewards: bool = False
+    """the placebo control: shuffle each group's rewards among its samples before the advantages, so the run keeps
+    GRPO's samples and update sizes without the information of which sample is better
+    (``docs/method.md#the-placebo-control``); never for a real model"""
     share_prompt: bool = True
     """run each distinct prompt once per group in the loss's forward and backward, its key/value cache shared by its
     G completions (exact; ``docs/method.md#one-prompt-pass-per-group``); False = TRL's G full sequences. Qwen2-VL
@@ -168,6 +173,8 @@ class GRPORunConfig(TrainConfig):
         if self.baseline == "greedy" and self.use_vllm:
             raise ValueError("baseline='greedy' decodes a row of each group greedily with transformers' generate: "
                              "not with vLLM")
+        if self.shuffle_rewards and self.baseline != "group":
+            raise ValueError("shuffle_rewards is the placebo of the group-mean baseline; use it with baseline='group'")
         return self
 
 
@@ -322,12 +329,15 @@ def weights_digest(model) -> str:
 
 def trainer_class(cfg: GRPORunConfig, base=None):
     """The trainer class of a run: TRL's ``GRPOTrainer`` (or ``base``), with the greedy baseline
-    (:func:`~sgglib.train.self_critical.self_critical_trainer`) and the shared prompt pass
+    (:func:`~sgglib.train.self_critical.self_critical_trainer`), the placebo's shuffled rewards
+    (:func:`~sgglib.train.placebo.placebo_trainer`) and the shared prompt pass
     (:func:`~sgglib.train.shared_prompt.shared_prompt_trainer`) when the config asks."""
     if base is None:
         from trl import GRPOTrainer as base
     if cfg.baseline == "greedy":
         base = self_critical_trainer(base)
+    if cfg.shuffle_rewards:
+        base = placebo_trainer(base, cfg.seed)
     return shared_prompt_trainer(base) if cfg.share_prompt else base
 
 
