@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import world_study  # noqa: E402
@@ -31,3 +33,38 @@ def test_one_cell_in_a_few_steps(tmp_path, capsys):
     assert "[study]" not in capsys.readouterr().out
     table = (tmp_path / "out" / "table-seed0.md").read_text()
     assert table.startswith("### dense-seed0") and table.count("### control-seed0") == 1  # kept, replaced
+
+
+def fake_run(folder: Path, recalls: dict[int, float], sampled: float) -> Path:
+    """A run directory with validations at ``recalls``' steps and six training steps."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"learning_rate": 2e-5}))
+    head = ["step", "eval/recall", "eval/ap50", "eval/mean_recall", "eval/failure_rate",
+            "train/sampled_recall", "train/sampled_failure_rate", "train/reward", "train/grad_norm"]
+    lines = [",".join(head)]
+    for step in range(7):
+        if step in recalls:
+            lines.append(f"{step},{recalls[step]},80,12,0,,,,")
+        if step:
+            lines.append(f"{step},,,,,{sampled + step},0.5,0.8,0.3")
+    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_placebo_comparison_pairs_the_validations(tmp_path):
+    import placebo
+
+    real = fake_run(tmp_path / "real", {0: 22.0, 3: 23.0, 6: 21.5}, sampled=18.0)
+    fake = fake_run(tmp_path / "placebo", {0: 22.0, 3: 20.0, 6: 16.5}, sampled=14.0)
+    placebo.main(["--real", str(real), "--placebo", str(fake), "--out", str(tmp_path / "out" / "pc")])
+    summary = json.loads((tmp_path / "out" / "pc.json").read_text())
+    assert (tmp_path / "out" / "pc.png").stat().st_size > 0
+    assert [row["step"] for row in summary["greedy"]] == [0, 3, 6]
+    last = summary["greedy"][-1]
+    assert last["signal"]["eval/recall"] == 5.0 and last["placebo_change"]["eval/recall"] == -5.5
+    thirds = summary["training_first_last_third"]
+    assert thirds["steps"] == [[1, 2], [5, 6]]
+    assert thirds["real"][0]["train/sampled_recall"] == 19.5 and thirds["placebo"][1]["train/sampled_recall"] == 19.5
+    other = fake_run(tmp_path / "other", {0: 21.0, 6: 20.0}, sampled=14.0)  # another start: refused
+    with pytest.raises(ValueError, match="same model"):
+        placebo.compare(real, other)
