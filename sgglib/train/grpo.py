@@ -118,7 +118,7 @@ class GRPORunConfig(TrainConfig):
     shuffle_rewards: bool = False
     """the placebo control: shuffle each group's rewards among its samples before the advantages, so the run keeps
     GRPO's samples and update sizes without the information of which sample is better
-    (``docs/method.md#the-placebo-control``); never for a real model"""
+    (``docs/method.md#the-placebo-control``); a control run, not a training recipe"""
     share_prompt: bool = True
     """run each distinct prompt once per group in the loss's forward and backward, its key/value cache shared by its
     G completions (exact; ``docs/method.md#one-prompt-pass-per-group``); False = TRL's G full sequences. Qwen2-VL
