@@ -42,7 +42,7 @@ from ..models import box_convention, load_model_and_processor, pixel_bounds
 from ..parse import completion_text, parse_completion
 from ..runs import repo_path, reports_dir, write_json
 from .callbacks import MEASURE_ONLY, callbacks
-from .credit import triplet_credit_trainer
+from .credit import credit_trainer
 from .placebo import placebo_trainer
 from .self_critical import self_critical_trainer
 from .shared_prompt import shared_prompt_trainer
@@ -121,9 +121,11 @@ class GRPORunConfig(TrainConfig):
     GRPO's samples and update sizes without the information of which sample is better
     (``docs/method.md#the-placebo-control``); a control run, not a training recipe"""
     credit: str = "sequence"
-    """how a sample's advantage reaches its tokens: ``sequence`` every token (GRPO, the paper) or ``triplet``
-    per-triplet credit: a relation triplet's tokens drop the advantage when the triplet disagrees with its sign (a
-    miss in a sample above its group's baseline, a hit in one below; ``docs/method.md#per-triplet-credit``)"""
+    """how a sample's advantage reaches its tokens (``docs/method.md#per-triplet-credit``): ``sequence`` every token
+    (GRPO, the paper); ``triplet`` a relation triplet's tokens drop the advantage when the triplet disagrees with
+    its sign (a miss in a sample above its group's baseline, a hit in one below); ``causal`` a token's advantage
+    leaves out the Hard Recall its sample's earlier triplets earned, against its group's mean for as many triplets
+    (reward-to-go: the same expected gradient, less noise)"""
     share_prompt: bool = True
     """run each distinct prompt once per group in the loss's forward and backward, its key/value cache shared by its
     G completions (exact; ``docs/method.md#one-prompt-pass-per-group``); False = TRL's G full sequences. Qwen2-VL
@@ -178,11 +180,17 @@ class GRPORunConfig(TrainConfig):
         if self.baseline == "greedy" and self.use_vllm:
             raise ValueError("baseline='greedy' decodes a row of each group greedily with transformers' generate: "
                              "not with vLLM")
-        if self.credit not in ("sequence", "triplet"):
-            raise ValueError(f"credit must be sequence or triplet, got {self.credit!r}")
-        if self.credit == "triplet" and self.shuffle_rewards:
+        if self.credit not in ("sequence", "triplet", "causal"):
+            raise ValueError(f"credit must be sequence, triplet or causal, got {self.credit!r}")
+        if self.credit != "sequence" and self.shuffle_rewards:
             raise ValueError("shuffle_rewards is the placebo of sequence credit: per-triplet credit would still see "
                              "which triplets hit")
+        edge_rewards = {n for n in self.reward_weights() if n.startswith("edge_")}
+        if self.credit == "causal" and not (edge_rewards == {"edge_hard_reward"} and self.baseline == "group"
+                                            and not self.rare_predicate_power and self.dangling == "drop"):
+            raise ValueError("credit='causal' splits Hard Recall over the triplets: it needs edge_hard_reward as the "
+                             "only edge reward, unweighted (rare_predicate_power 0), dangling='drop' and "
+                             "baseline='group'")
         if self.shuffle_rewards and self.baseline != "group":
             raise ValueError("shuffle_rewards is the placebo of the group-mean baseline; use it with baseline='group'")
         return self
@@ -341,7 +349,7 @@ def trainer_class(cfg: GRPORunConfig, base=None):
     """The trainer class of a run: TRL's ``GRPOTrainer`` (or ``base``), with the greedy baseline
     (:func:`~sgglib.train.self_critical.self_critical_trainer`), the placebo's shuffled rewards
     (:func:`~sgglib.train.placebo.placebo_trainer`), per-triplet credit
-    (:func:`~sgglib.train.credit.triplet_credit_trainer`) and the shared prompt pass
+    (:func:`~sgglib.train.credit.credit_trainer`) and the shared prompt pass
     (:func:`~sgglib.train.shared_prompt.shared_prompt_trainer`) when the config asks."""
     if base is None:
         from trl import GRPOTrainer as base
@@ -349,8 +357,8 @@ def trainer_class(cfg: GRPORunConfig, base=None):
         base = self_critical_trainer(base)
     if cfg.shuffle_rewards:
         base = placebo_trainer(base, cfg.seed)
-    if cfg.credit == "triplet":
-        base = triplet_credit_trainer(base)
+    if cfg.credit != "sequence":
+        base = credit_trainer(base, cfg.credit)
     return shared_prompt_trainer(base) if cfg.share_prompt else base
 
 
