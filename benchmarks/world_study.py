@@ -71,8 +71,9 @@ def answers_over_budget(model_dir: Path, rows, budget: int) -> float:
 
 
 TRAINING_KEYS = ("reward_format", "reward_edge_hard", "reward_size_penalty", "frac_reward_zero_std",
-                 "sampled_failure_rate", "sampled_recall", "sampled_relations", "step_time",
-                 "greedy_reward", "beats_greedy")  # the last two only with baseline="greedy"
+                 "sampled_failure_rate", "sampled_recall", "sampled_relations", "step_time", "grad_norm",
+                 "greedy_reward", "beats_greedy",  # only with baseline="greedy"
+                 "credit_dropped", "credit_shift", "credit_unaligned")  # only with credit="triplet" / "causal"
 
 
 def training_thirds(run_dir: Path) -> dict[str, list[float] | float | None]:
