@@ -91,7 +91,7 @@ def triplet_hits(text: str, solution: Any, box_scale: Sequence[float] | None = N
 
 
 def triplet_contributions(text: str, solution: Any, box_scale: Sequence[float] | None = None,
-                          iou_threshold: float = 0.5) -> tuple[list[tuple[int, int, float]], int] | None:
+                          iou_threshold: float = 0.5) -> tuple[list[tuple[int, int, int]], int] | None:
     """``(entries, gt_relations)``: ``(start, end, new_hits)`` for each relationship entry of a completion, in
     order, where ``new_hits`` counts the ground-truth triplets this entry hits and no earlier entry hit (0 for a
     relation to an undefined id), so that the entries' ``new_hits`` sum to the Hard Recall reward's hits; and the
