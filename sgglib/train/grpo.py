@@ -125,7 +125,7 @@ class GRPORunConfig(TrainConfig):
     (GRPO, the paper); ``triplet`` a relation triplet's tokens drop the advantage when the triplet disagrees with
     its sign (a miss in a sample above its group's baseline, a hit in one below); ``causal`` a token's advantage
     leaves out the Hard Recall its sample's earlier triplets earned, against its group's mean for as many triplets
-    (reward-to-go: the same expected gradient, less noise)"""
+    (reward-to-go: GRPO's expected gradient, meant to carry less noise)"""
     share_prompt: bool = True
     """run each distinct prompt once per group in the loss's forward and backward, its key/value cache shared by its
     G completions (exact; ``docs/method.md#one-prompt-pass-per-group``); False = TRL's G full sequences. Qwen2-VL
