@@ -79,8 +79,10 @@ def test_token_char_ends_follow_the_processors_decoding(policy):
     assert token_char_ends(lambda i: "x" * (10 - len(i)), [1, 2, 3]) is None  # not incremental: no alignment
 
 
-def test_triplet_credit_trains_on_per_token_advantages(tmp_path, policy, monkeypatch):
-    steps = []  # per training step: TRL's sequence advantages, the per-token ones, and the batch
+def recording_credit_steps(monkeypatch) -> list:
+    """Make GRPO runs record, per training step, TRL's sequence advantages, the per-token ones credit made of them,
+    the completion mask and the batch credit kept (rows, completions, ids, rewards)."""
+    steps = []
     make = grpo.credit_trainer
 
     def recording(base, mode):
@@ -98,6 +100,11 @@ def test_triplet_credit_trains_on_per_token_advantages(tmp_path, policy, monkeyp
         return Recording
 
     monkeypatch.setattr(grpo, "credit_trainer", recording)
+    return steps
+
+
+def test_triplet_credit_trains_on_per_token_advantages(tmp_path, policy, monkeypatch):
+    steps = recording_credit_steps(monkeypatch)
     result = run(config(tmp_path, policy, credit="triplet", temperature=1.0, max_steps=4, save_steps=4))
     assert result["global_step"] == 4 and len(steps) == 4
     dropped = 0
@@ -164,24 +171,7 @@ def test_causal_shifts_divide_as_trl_scales_the_advantages():
 def test_causal_credit_trains_on_rewards_to_go(tmp_path, policy, monkeypatch):
     from sgglib.models import load_model_and_processor
 
-    steps = []  # per training step: TRL's sequence advantages, the per-token ones, and the batch
-    make = grpo.credit_trainer
-
-    def recording(base, mode):
-        class Sequence(base):
-            def _generate_and_score_completions(self, inputs):
-                output = super()._generate_and_score_completions(inputs)
-                steps.append([output["advantages"].clone()])
-                return output
-
-        class Recording(make(Sequence, mode)):
-            def _generate_and_score_completions(self, inputs):
-                output = super()._generate_and_score_completions(inputs)
-                steps[-1] += [output["advantages"].clone(), self._credit_batch]
-                return output
-        return Recording
-
-    monkeypatch.setattr(grpo, "credit_trainer", recording)
+    steps = recording_credit_steps(monkeypatch)
     # the tiny policy's samples rarely hit a triplet, so every entry counts as one hit here (the hit test itself is
     # test_triplet_contributions_split_the_hard_recall_reward_in_written_order's): what is checked is where the
     # rewards-to-go land and what they are
@@ -199,7 +189,7 @@ def test_causal_credit_trains_on_rewards_to_go(tmp_path, policy, monkeypatch):
     decode = lambda i: processor.decode(i, skip_special_tokens=True)  # noqa: E731
     weight = cfg.reward_weights()["edge_hard_reward"]
     shifted = 0
-    for sequence, per_token, (rows, completions, ids_list, _) in steps:
+    for sequence, per_token, _, (rows, completions, ids_list, _) in steps:
         texts = [completion_text(c) for c in completions]
         found = [every_entry_hits(t, r["solution"], r["box_scale"]) for t, r in zip(texts, rows)]
         # per sample: the weighted Hard Recall earned after each number of entries (0, 1, ..., all)

@@ -263,11 +263,11 @@ def credit_trainer(base, mode: str):
                     done = [sum(end <= start for _, end, _ in spans[i]) for start in [0, *ends[:-1]]]
                     per_token[i, :len(done)] -= torch.tensor([shifts[i][n] for n in done], dtype=per_token.dtype)
             active = mask.bool()
-            changed = (per_token - advantages.unsqueeze(1)).abs()[active]
             if mode == "triplet":
                 dropped = ((per_token == 0) & (advantages.unsqueeze(1) != 0) & active).sum()
                 self._metrics["train"]["credit_dropped"].append(100.0 * dropped.item() / max(1, int(active.sum())))
             else:
+                changed = (per_token - advantages.unsqueeze(1)).abs()[active]
                 self._metrics["train"]["credit_shift"].append(changed.mean().item() if changed.numel() else 0.0)
             self._metrics["train"]["credit_unaligned"].append(100.0 * unaligned / max(1, parsed))
             output["advantages"] = per_token
