@@ -17,7 +17,9 @@ commands, and the tables to ``table-seed<N>[-<tag>].md`` there. A stage whose ``
     .venv/bin/python benchmarks/world_study.py --cells dense --seed 1 -g guard=budget --tag budget
 
 Run directories: ``reports/study/<cell>-seed<N>/`` with ``sft/``, ``grpo[-<tag>]/`` and ``sft-more-<minutes>min/``
-(the compute-matched control, one per GRPO budget).
+(the compute-matched control, one per GRPO budget). ``--start sft-more-12min --tag T`` starts R1-SGG and its control
+from that control instead of the SFT (an SFT trained on for 12 more minutes); its control is
+``sft-more-12min-more-<minutes>min/``.
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def training_thirds(run_dir: Path) -> dict[str, list[float] | float | None]:
 
 def cell(name: str, seed: int, grpo_minutes: float, best_of: int, grpo_overrides: dict, root: Path,
          sft_steps: int = 1000, val_limit: int = 200, max_new_tokens: int = 250, tag: str = "",
-         sft_only: bool = False) -> dict | None:
+         sft_only: bool = False, start: str = "sft", matched_eval_steps: int = 0) -> dict | None:
     world = WorldConfig(**CELLS[name])
     data.load_sgg("synthetic", split="val", world=world, seed=seed)  # writes the world's folder
     dataset = str(data.synthetic_dir(world, seed))
@@ -103,21 +105,30 @@ def cell(name: str, seed: int, grpo_minutes: float, best_of: int, grpo_overrides
     sft = run_once("SFT", folder / "sft", train_sft, sft_cfg)
     if sft_only:
         return None
+    start_dir = folder / start
+    if not (start_dir / "metrics.json").exists():
+        raise FileNotFoundError(f"{start_dir} holds no finished run to start from: --start names a stage of this "
+                                "cell's folder, e.g. sft-more-12min after a run with --grpo-minutes 12")
+    if start != "sft" and not tag:
+        raise ValueError("--start other than sft needs a --tag, so that its runs do not take the grpo/ of the SFT's")
+    start_run = load_run(start_dir, start)
     grpo_dir = folder / ("grpo-" + tag if tag else "grpo")
-    grpo_cfg = GRPORunConfig(init=str(folder / "sft"), run_dir=str(grpo_dir), max_steps=5000,
+    grpo_cfg = GRPORunConfig(init=str(start_dir), run_dir=str(grpo_dir), max_steps=5000,
                              max_minutes=grpo_minutes, eval_steps=0, best_of=best_of,
                              max_completion_length=max_new_tokens, **common)
     grpo_cfg = dataclasses.replace(grpo_cfg, **grpo_overrides)
     grpo = run_once("R1-SGG", grpo_dir, train_grpo, grpo_cfg)
-    more_dir = folder / f"sft-more-{grpo_minutes:g}min"  # one compute-matched control per GRPO budget, shared by levers
-    more_cfg = SFTRunConfig(model=str(folder / "sft" / "final"), run_dir=str(more_dir), max_steps=5000,
+    # one compute-matched control per start and GRPO budget, shared by levers
+    more_dir = folder / f"{start}-more-{grpo_minutes:g}min"
+    more_cfg = SFTRunConfig(model=str(start_dir / "final"), run_dir=str(more_dir), max_steps=50_000,
                             max_minutes=grpo_minutes, learning_rate=grpo_cfg.learning_rate, lr_scheduler="constant",
-                            warmup_ratio=0.0, eval_steps=0, **common)
+                            warmup_ratio=0.0, eval_steps=matched_eval_steps, **common)
     more = run_once("SFT + same minutes", more_dir, train_sft, more_cfg)
-    runs = {"SFT": sft, "R1-SGG": grpo, "SFT + GRPO's minutes of SFT": more}
+    runs = {"SFT": sft, **({f"start: {start}": start_run} if start != "sft" else {}), "R1-SGG": grpo,
+            "SFT + GRPO's minutes of SFT": more}
     rows = gt_rows(sft)
     summary = {
-        "cell": name, "seed": seed, "world": dataclasses.asdict(world), "dataset": dataset,
+        "cell": name, "seed": seed, "start": start, "world": dataclasses.asdict(world), "dataset": dataset,
         "stats": {**{k: v for k, v in data.graph_stats(data.load_sgg(dataset, split="val")).items()
                      if k in ("mean_objects", "mean_relations")},
                   "answers_over_budget": answers_over_budget(folder / "sft" / "final", rows, max_new_tokens)},
@@ -125,9 +136,10 @@ def cell(name: str, seed: int, grpo_minutes: float, best_of: int, grpo_overrides
                          "structure": diagnostics.output_stats(run),
                          "complete_graph": diagnostics.complete_graph_scores(run, rows),
                          "sampling": diagnostics.sampling_headroom(run)} for label, run in runs.items()},
-        "recall_split_sft_to_r1sgg": diagnostics.recall_split(sft.metrics, grpo.metrics),
+        "recall_split_sft_to_r1sgg": diagnostics.recall_split(start_run.metrics, grpo.metrics),
         "grpo_training_first_last_third": training_thirds(grpo_dir),
-        "configs": {"sft": read_json(folder / "sft" / "config.json"), "grpo": read_json(grpo_dir / "config.json"),
+        "configs": {"sft": read_json(folder / "sft" / "config.json"), "start": read_json(start_dir / "config.json"),
+                    "grpo": read_json(grpo_dir / "config.json"),
                     "sft_more": read_json(more_dir / "config.json")},
         "table": diagnostics.study_table(runs, rows),
     }
@@ -164,6 +176,11 @@ def main(argv=None) -> None:
     ap.add_argument("--sft-only", action="store_true",
                     help="train the cells' SFTs and stop: their steps are fixed, so they may share the CPU; the "
                          "minute-budgeted R1-SGG and compute-matched runs should not")
+    ap.add_argument("--start", default="sft",
+                    help="the stage of the cell's folder that R1-SGG and its compute-matched control start from: sft "
+                         "(the demo's recipe) or an earlier control that trained the SFT on, e.g. sft-more-12min")
+    ap.add_argument("--matched-eval-steps", type=int, default=0,
+                    help="validate the compute-matched control every N steps (a curve; its minutes include them)")
     ap.add_argument("--runs", default=str(reports_dir("study")), help="where the run directories go (not committed)")
     ap.add_argument("--out", default=str(reports_dir("reference", "study")), help="where the summaries go")
     args = ap.parse_args(argv)
@@ -172,7 +189,8 @@ def main(argv=None) -> None:
     lines = []
     for name in args.cells.split(","):
         summary = cell(name, args.seed, args.grpo_minutes, args.best_of, overrides, Path(args.runs), args.sft_steps,
-                       args.val_limit, args.max_new_tokens, args.tag, args.sft_only)
+                       args.val_limit, args.max_new_tokens, args.tag, args.sft_only, args.start,
+                       args.matched_eval_steps)
         if summary is None:
             continue
         suffix = f"-seed{args.seed}" + (f"-{args.tag}" if args.tag else "")

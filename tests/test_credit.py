@@ -15,8 +15,8 @@ from sgglib.parse import completion_text
 from sgglib.rewards import EdgeHardReward
 from sgglib.runs import read_metrics_csv
 from sgglib.train import credit, grpo
-from sgglib.train.credit import (causal_offsets, causal_shifts, credit_mask, relation_spans, token_char_ends,
-                                 triplet_contributions, triplet_hits)
+from sgglib.train.credit import (causal_offsets, causal_shifts, credit_mask, relation_spans, relations_start,
+                                 token_char_ends, triplet_contributions, triplet_hits)
 from sgglib.train.grpo import GRPORunConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -128,6 +128,31 @@ def test_triplet_credit_trains_on_per_token_advantages(tmp_path, policy, monkeyp
     assert any(r["train/credit_dropped"] > 0 for r in logged)
 
 
+def test_relations_credit_zeroes_the_object_list(tmp_path, policy, monkeypatch):
+    from sgglib.models import load_model_and_processor
+
+    _, processor = load_model_and_processor(policy, dtype="float32")
+    decode = lambda i: processor.decode(i, skip_special_tokens=True)  # noqa: E731
+    steps = recording_credit_steps(monkeypatch)
+    result = run(config(tmp_path, policy, credit="relations", temperature=1.0, max_steps=3, save_steps=3))
+    assert result["global_step"] == 3 and len(steps) == 3
+    placed = 0
+    for sequence, per_token, mask, (rows, completions, ids_list, _) in steps:
+        for i, (text, ids) in enumerate(zip(completions, ids_list)):
+            start = relations_start(completion_text(text))
+            if start is None or sequence[i] == 0:
+                assert (per_token[i] == sequence[i]).all()  # no key (or no advantage): every token keeps it
+                continue
+            ends = token_char_ends(decode, ids)
+            expected = [0.0 if end <= start else float(sequence[i]) for end in ends]
+            expected += [float(sequence[i])] * (per_token.shape[1] - len(expected))  # padding: masked by TRL
+            assert per_token[i].tolist() == pytest.approx(expected)
+            placed += sum(end <= start for end in ends) > 0 and sum(end > start for end in ends) > 0
+    assert placed > 0  # some samples had both an object list and a relations part to split
+    logged = [r for r in read_metrics_csv(tmp_path / "run" / "metrics.csv") if "train/credit_dropped" in r]
+    assert len(logged) == 3 and any(r["train/credit_dropped"] > 0 for r in logged)
+
+
 def test_triplet_contributions_split_the_hard_recall_reward_in_written_order():
     text = completion(("cup.1", "on", "table.1"),      # wrong predicate
                       ("cup.1", "above", "table.1"),   # a GT triplet
@@ -224,6 +249,7 @@ def test_credit_options_are_checked():
         GRPORunConfig(credit="token").check()
     assert GRPORunConfig(credit="triplet", baseline="greedy").check().credit == "triplet"
     assert GRPORunConfig(credit="causal").check().credit == "causal"
+    assert GRPORunConfig(credit="relations", shuffle_rewards=True).check().credit == "relations"  # its placebo
     for bad in (dict(rewards="relax"), dict(rewards="soft"), dict(baseline="greedy"), dict(rare_predicate_power=0.5),
                 dict(dangling="zero")):
         with pytest.raises(ValueError, match="causal"):

@@ -34,6 +34,22 @@ def test_one_cell_in_a_few_steps(tmp_path, capsys):
     table = (tmp_path / "out" / "table-seed0.md").read_text()
     assert table.startswith("### dense-seed0") and table.count("### control-seed0") == 1  # kept, replaced
 
+    # R1-SGG and its control from the SFT trained on (the control above), each in its own folder
+    with pytest.raises(ValueError, match="--tag"):
+        world_study.main(argv + ["--start", "sft-more-0.01min"])
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        world_study.main(argv + ["--start", "sft-more-9min", "--tag", "later"])
+    world_study.main(argv + ["--start", "sft-more-0.01min", "--tag", "later", "--matched-eval-steps", "1"])
+    assert {"grpo-later", "sft-more-0.01min-more-0.01min"} <= {p.name for p in folder.iterdir()}
+    later = json.loads((tmp_path / "out" / "control-seed0-later.json").read_text())
+    assert later["start"] == "sft-more-0.01min"
+    assert later["configs"]["grpo"]["init"] == str(folder / "sft-more-0.01min")
+    assert later["configs"]["sft_more"]["model"] == str(folder / "sft-more-0.01min" / "final")
+    assert later["configs"]["sft_more"]["eval_steps"] == 1
+    assert list(later["runs"]) == ["SFT", "start: sft-more-0.01min", "R1-SGG", "SFT + GRPO's minutes of SFT"]
+    assert later["recall_split_sft_to_r1sgg"]["recall_change"] == pytest.approx(
+        later["runs"]["R1-SGG"]["recall"] - later["runs"]["start: sft-more-0.01min"]["recall"])
+
 
 def fake_run(folder: Path, recalls: dict[int, float], sampled: float) -> Path:
     """A run directory with validations at ``recalls``' steps and six training steps."""

@@ -2,8 +2,8 @@
 
 GRPO gives every token of a sample the sample's one advantage. A scene graph is a list of triplets, and the Hard
 Recall reward is a sum over them: a sample that scores above its group's mean still holds triplets that hit nothing,
-and one that scores below still holds triplets that hit. Two ways to give a triplet's tokens their own credit, with
-the reward unchanged:
+and one that scores below still holds triplets that hit. Two ways to give a triplet's tokens their own credit, and an
+ablation, all with the reward unchanged:
 
 * ``credit="triplet"`` (a mask): a triplet's tokens keep the sample's advantage only when the triplet agrees with
   its sign. Advantage > 0: the tokens of the sample's triplets that hit no ground-truth triplet get 0; advantage < 0:
@@ -14,6 +14,9 @@ the reward unchanged:
   entries completed before the token earned, and adds back the mean over the group of what each sample's first as
   many entries earned. Both terms are fixed before the token is drawn, so the expected gradient is GRPO's; only the
   noise changes. Tokens before the first triplet (the objects) keep the sample's advantage.
+* ``credit="relations"`` (an ablation): the tokens before the ``"relationships"`` key (the object list, its names
+  and boxes) get 0; the rest keeps the sample's advantage. Hard Recall pays for an object only through the triplets
+  that use it, so this asks what GRPO's update of the object tokens costs or brings.
 
 A triplet "hits" when it matches some ground-truth triplet by the Hard Recall test (same categories and predicate,
 both boxes IoU ≥ 0.5); a repeat of an earlier triplet of the same sample, and a relation to an undefined id, earn
@@ -161,6 +164,16 @@ def token_char_ends(decode, ids: Sequence[int]) -> list[int] | None:
     return ends
 
 
+def relations_start(text: str) -> int | None:
+    """Where a completion's ``"relationships"`` key begins (its characters), or None when it writes none.
+
+    >>> relations_start('{"objects": [], "relationships": []}')
+    16
+    """
+    start = text.find('"relationships"')
+    return None if start < 0 else start
+
+
 def credit_mask(advantage: float, spans: list[tuple[int, int, bool]], ends: list[int], length: int) -> list[bool]:
     """Which of a completion's ``length`` tokens keep the sample's ``advantage`` (True) under per-triplet credit:
     a token overlapping a triplet's span ``[start, end)`` is dropped when the triplet disagrees with the sign
@@ -217,9 +230,10 @@ def credit_trainer(base, mode: str):
     (samples, tokens) tensor. It logs ``train/credit_unaligned`` (% of parsed samples whose decoded tokens do not
     reproduce the text the rewards scored, or whose entries do not line up with the parsed relations; they keep their
     advantage) and ``train/credit_dropped`` (``triplet``: % of completion tokens set to 0) or ``train/credit_shift``
-    (``causal``: the mean absolute change of a completion token's advantage)."""
-    if mode not in ("triplet", "causal"):
-        raise ValueError(f"credit mode must be triplet or causal, got {mode!r}")
+    (``causal``: the mean absolute change of a completion token's advantage). ``relations`` logs
+    ``credit_dropped`` too, and counts a parsed sample without a ``"relationships"`` key as unaligned."""
+    if mode not in ("triplet", "causal", "relations"):
+        raise ValueError(f"credit mode must be triplet, causal or relations, got {mode!r}")
 
     class CreditGRPOTrainer(base):
         def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -240,16 +254,18 @@ def credit_trainer(base, mode: str):
             decode = lambda ids: self.processing_class.decode(ids, skip_special_tokens=True)  # noqa: E731
             if mode == "triplet":
                 spans = [triplet_hits(t, r["solution"], r.get("box_scale")) for t, r in zip(texts, rows, strict=True)]
-            else:
+            elif mode == "causal":
                 spans, shifts = self._causal_shifts(texts, rows, rewards)
+            else:  # relations: where the object list ends
+                spans = [relations_start(t) for t in texts]
             parsed = unaligned = 0
             for i, (text, ids) in enumerate(zip(texts, ids_list, strict=True)):
-                if spans[i] is None:  # no graph, or (causal) entries that do not line up with its relations
+                if spans[i] is None:  # no graph, (causal) entries not lined up with its relations, (relations) no key
                     has_graph = parse_completion(text).graph is not None
                     parsed, unaligned = parsed + has_graph, unaligned + has_graph
                     continue
                 parsed += 1
-                if not spans[i]:
+                if not spans[i]:  # no entries (triplet, causal), or the key at the start (relations)
                     continue
                 ends = token_char_ends(decode, ids) if decode(list(ids)) == text else None
                 if ends is None:
@@ -258,12 +274,14 @@ def credit_trainer(base, mode: str):
                 if mode == "triplet":
                     keep = credit_mask(float(advantages[i]), spans[i], ends, per_token.shape[1])
                     per_token[i, [k for k, kept in enumerate(keep) if not kept]] = 0.0
+                elif mode == "relations":  # every token that ends before the key
+                    per_token[i, [k for k, end in enumerate(ends[:per_token.shape[1]]) if end <= spans[i]]] = 0.0
                 else:
                     # each token: the shift for the number of entries completed before its text begins
                     done = [sum(end <= start for _, end, _ in spans[i]) for start in [0, *ends[:-1]]]
                     per_token[i, :len(done)] -= torch.tensor([shifts[i][n] for n in done], dtype=per_token.dtype)
             active = mask.bool()
-            if mode == "triplet":
+            if mode in ("triplet", "relations"):
                 dropped = ((per_token == 0) & (advantages.unsqueeze(1) != 0) & active).sum()
                 self._metrics["train"]["credit_dropped"].append(100.0 * dropped.item() / max(1, int(active.sum())))
             else:

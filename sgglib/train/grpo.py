@@ -125,7 +125,8 @@ class GRPORunConfig(TrainConfig):
     (GRPO, the paper); ``triplet`` a relation triplet's tokens drop the advantage when the triplet disagrees with
     its sign (a miss in a sample above its group's baseline, a hit in one below); ``causal`` a token's advantage
     leaves out the Hard Recall its sample's earlier triplets earned, against its group's mean for as many triplets
-    (reward-to-go: GRPO's expected gradient, meant to carry less noise)"""
+    (reward-to-go: GRPO's expected gradient, meant to carry less noise); ``relations`` (an ablation) the tokens
+    before the ``"relationships"`` key, the object list and its boxes, get 0"""
     share_prompt: bool = True
     """run each distinct prompt once per group in the loss's forward and backward, its key/value cache shared by its
     G completions (exact; ``docs/method.md#one-prompt-pass-per-group``); False = TRL's G full sequences. Qwen2-VL
@@ -180,9 +181,9 @@ class GRPORunConfig(TrainConfig):
         if self.baseline == "greedy" and self.use_vllm:
             raise ValueError("baseline='greedy' decodes a row of each group greedily with transformers' generate: "
                              "not with vLLM")
-        if self.credit not in ("sequence", "triplet", "causal"):
-            raise ValueError(f"credit must be sequence, triplet or causal, got {self.credit!r}")
-        if self.credit != "sequence" and self.shuffle_rewards:
+        if self.credit not in ("sequence", "triplet", "causal", "relations"):
+            raise ValueError(f"credit must be sequence, triplet, causal or relations, got {self.credit!r}")
+        if self.credit in ("triplet", "causal") and self.shuffle_rewards:
             raise ValueError("shuffle_rewards is the placebo of sequence credit: per-triplet credit would still see "
                              "which triplets hit")
         edge_rewards = {n for n in self.reward_weights() if n.startswith("edge_")}
