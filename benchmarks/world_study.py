@@ -38,6 +38,7 @@ from sgglib.analysis import Run, gt_rows, load_run  # noqa: E402
 from sgglib.data.synthetic import WorldConfig  # noqa: E402
 from sgglib.models import box_convention, load_processor  # noqa: E402
 from sgglib.runs import read_json, read_metrics_csv, reports_dir, write_json  # noqa: E402
+from sgglib.train.common import load_rows, sample_and_score  # noqa: E402
 from sgglib.train.grpo import GRPORunConfig, train_grpo  # noqa: E402
 from sgglib.train.sft import SFTRunConfig, train_sft  # noqa: E402
 
@@ -93,6 +94,23 @@ def training_thirds(run_dir: Path) -> dict[str, list[float] | float | None]:
     return {**thirds, "mean_step_time": mean(rows, "train/step_time")}
 
 
+def start_headroom(start_dir: Path, cfg: GRPORunConfig) -> dict:
+    """The sampling headroom of a start that did not record one, measured as the end of a GRPO run measures its own
+    (``cfg.best_of`` samples on the first ``best_of_images`` validation rows, ``sample_and_score``) and kept in
+    ``<start>/sampling.json``, beside the start's own files."""
+    path = start_dir / "sampling.json"
+    if not path.exists():
+        import torch
+        from sgglib.models import load_model_and_processor
+
+        _, val_rows = load_rows(cfg)
+        torch.manual_seed(cfg.seed)
+        model, processor = load_model_and_processor(str(start_dir / "final"), dtype=cfg.dtype)
+        vocabulary = data.vocabulary(cfg.dataset) if cfg.prompt == "closed" else None
+        write_json(path, sample_and_score(model, processor, val_rows, cfg, vocabulary))
+    return read_json(path)
+
+
 def cell(name: str, seed: int, grpo_minutes: float, best_of: int, grpo_overrides: dict, root: Path,
          sft_steps: int = 1000, val_limit: int = 200, max_new_tokens: int = 250, tag: str = "",
          sft_only: bool = False, start: str = "sft", matched_eval_steps: int = 0) -> dict | None:
@@ -124,6 +142,8 @@ def cell(name: str, seed: int, grpo_minutes: float, best_of: int, grpo_overrides
                             max_minutes=grpo_minutes, learning_rate=grpo_cfg.learning_rate, lr_scheduler="constant",
                             warmup_ratio=0.0, eval_steps=matched_eval_steps, **common)
     more = run_once("SFT + same minutes", more_dir, train_sft, more_cfg)
+    if best_of and start != "sft" and not start_run.metrics.get("sampling"):
+        start_run.metrics["sampling"] = start_headroom(start_dir, grpo_cfg)
     runs = {"SFT": sft, **({f"start: {start}": start_run} if start != "sft" else {}), "R1-SGG": grpo,
             "SFT + GRPO's minutes of SFT": more}
     rows = gt_rows(sft)

@@ -39,7 +39,8 @@ def test_one_cell_in_a_few_steps(tmp_path, capsys):
         world_study.main(argv + ["--start", "sft-more-0.01min"])
     with pytest.raises(FileNotFoundError, match="no finished run"):
         world_study.main(argv + ["--start", "sft-more-9min", "--tag", "later"])
-    world_study.main(argv + ["--start", "sft-more-0.01min", "--tag", "later", "--matched-eval-steps", "1"])
+    world_study.main(argv + ["--best-of", "2", "--start", "sft-more-0.01min", "--tag", "later",
+                             "--matched-eval-steps", "1"])  # the later --best-of wins
     assert {"grpo-later", "sft-more-0.01min-more-0.01min"} <= {p.name for p in folder.iterdir()}
     later = json.loads((tmp_path / "out" / "control-seed0-later.json").read_text())
     assert later["start"] == "sft-more-0.01min"
@@ -47,6 +48,10 @@ def test_one_cell_in_a_few_steps(tmp_path, capsys):
     assert later["configs"]["sft_more"]["model"] == str(folder / "sft-more-0.01min" / "final")
     assert later["configs"]["sft_more"]["eval_steps"] == 1
     assert list(later["runs"]) == ["SFT", "start: sft-more-0.01min", "R1-SGG", "SFT + GRPO's minutes of SFT"]
+    # the start recorded no sampling headroom: measured as R1-SGG's end measures its own, and kept beside it
+    start_sampling = later["runs"]["start: sft-more-0.01min"]["sampling"]
+    assert start_sampling["best_of_k"] == later["runs"]["R1-SGG"]["sampling"]["best_of_k"] == 2
+    assert (folder / "sft-more-0.01min" / "sampling.json").exists()
     assert later["recall_split_sft_to_r1sgg"]["recall_change"] == pytest.approx(
         later["runs"]["R1-SGG"]["recall"] - later["runs"]["start: sft-more-0.01min"]["recall"])
 
