@@ -156,6 +156,7 @@ def cell(name: str, seed: int, grpo_minutes: float, best_of: int, grpo_overrides
                          "structure": diagnostics.output_stats(run),
                          "complete_graph": diagnostics.complete_graph_scores(run, rows),
                          "sampling": diagnostics.sampling_headroom(run)} for label, run in runs.items()},
+        # from where R1-SGG started: the SFT, or --start's run (the key keeps its name for the earlier summaries)
         "recall_split_sft_to_r1sgg": diagnostics.recall_split(start_run.metrics, grpo.metrics),
         "grpo_training_first_last_third": training_thirds(grpo_dir),
         "configs": {"sft": read_json(folder / "sft" / "config.json"), "start": read_json(start_dir / "config.json"),
