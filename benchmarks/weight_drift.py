@@ -1,0 +1,77 @@
+"""How far training moved the weights, against how far steps of an Adam-sized length would move them at random.
+
+Adam gives each parameter a step of about ``lr`` whatever its gradient says, so ``n`` steps of a model with ``N``
+parameters are ``lr·√N`` long each. Steps that all point the same way end ``n·lr·√N`` from the start; steps in
+independent random directions end about ``√n·lr·√N`` away (a random walk). A run's distance from its start, set
+between those two, says how much of its path was direction and how much was noise:
+
+    .venv/bin/python benchmarks/weight_drift.py --start reports/study/control-seed0/sft \\
+        reports/study/control-seed0/grpo-real-curve reports/study/control-seed0/grpo-placebo \\
+        reports/study/control-seed0/sft-more-12min --out reports/reference/study/weight-drift-control-seed0.json
+
+Each run directory's ``final/`` holds its weights, its ``config.json`` the learning rate and its ``metrics.json``
+the steps. The step length ``lr·√N`` is Adam's nominal one (bias-corrected, before its epsilon): a yardstick, not a
+measurement of each step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sgglib.runs import read_json, write_json  # noqa: E402
+
+
+def weights(run_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    files = sorted((run_dir / "final").glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{run_dir / 'final'} holds no *.safetensors: is {run_dir} a finished run?")
+    out = {}
+    for f in files:
+        out.update(load_file(str(f)))
+    return out
+
+
+def distance(a: dict, b: dict) -> tuple[float, int]:
+    """The L2 distance between two state dicts over their shared floating-point tensors, and their size."""
+    keys = [k for k in a if k in b and a[k].is_floating_point() and a[k].shape == b[k].shape]
+    if not keys:
+        raise ValueError("the two models share no floating-point tensor: not the same architecture")
+    total = sum(float(((b[k].double() - a[k].double()) ** 2).sum()) for k in keys)
+    return math.sqrt(total), sum(a[k].numel() for k in keys)
+
+
+def drift(start: Path, run: Path, start_weights: dict | None = None) -> dict:
+    """``run``'s distance from ``start`` and the two yardsticks for its steps and learning rate."""
+    moved, n_params = distance(start_weights if start_weights is not None else weights(start), weights(run))
+    lr = float(read_json(run / "config.json")["learning_rate"])
+    steps = int(read_json(run / "metrics.json")["global_step"])
+    step = lr * math.sqrt(n_params)
+    return {"run": str(run), "steps": steps, "learning_rate": lr, "parameters": n_params, "distance": moved,
+            "random_walk": step * math.sqrt(steps), "straight_line": step * steps,
+            "distance_over_random_walk": moved / (step * math.sqrt(steps))}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--start", required=True, help="the run directory every run started from")
+    ap.add_argument("runs", nargs="+", help="run directories that trained from --start's final/")
+    ap.add_argument("--out", required=True, help="the JSON to write")
+    args = ap.parse_args(argv)
+    start = Path(args.start)
+    start_weights = weights(start)
+    rows = [drift(start, Path(r), start_weights) for r in args.runs]
+    write_json(Path(args.out), {"start": str(start), "runs": rows})
+    for r in rows:
+        print(f"{Path(r['run']).name:>24}: {r['steps']:>5} steps, moved {r['distance']:.3f}; random walk "
+              f"{r['random_walk']:.3f}, straight line {r['straight_line']:.1f} (x{r['distance_over_random_walk']:.2f})")
+
+
+if __name__ == "__main__":
+    main()
