@@ -9,9 +9,10 @@ between those two, says how much of its path was direction and how much was nois
         reports/study/control-seed0/grpo-real-curve reports/study/control-seed0/grpo-placebo \\
         reports/study/control-seed0/sft-more-12min --out reports/reference/study/weight-drift-control-seed0.json
 
-Each run directory's ``final/`` holds its weights, its ``config.json`` the learning rate and its ``metrics.json``
-the steps. The step length ``lr·√N`` is Adam's nominal one (bias-corrected, before its epsilon): a yardstick, not a
-measurement of each step.
+Each run directory's ``final/`` holds its weights, its ``config.json`` the learning rate and optimizer and its
+``metrics.json`` the steps. The step length ``lr·√N`` is Adam's nominal one (bias-corrected, before its epsilon): a
+yardstick, not a measurement of each step. A run with another optimizer (``optim`` not an Adam) gets its distance
+and no yardstick: SGD's step is ``lr`` times the gradient's norm, which the run's ``train/grad_norm`` logs.
 """
 
 from __future__ import annotations
@@ -50,11 +51,15 @@ def distance(a: dict, b: dict) -> tuple[float, int]:
 def drift(start: Path, run: Path, start_weights: dict | None = None) -> dict:
     """``run``'s distance from ``start`` and the two yardsticks for its steps and learning rate."""
     moved, n_params = distance(start_weights if start_weights is not None else weights(start), weights(run))
-    lr = float(read_json(run / "config.json")["learning_rate"])
+    config = read_json(run / "config.json")
+    lr, optim = float(config["learning_rate"]), str(config.get("optim", "adamw_torch_fused"))
     steps = int(read_json(run / "metrics.json")["global_step"])
+    row = {"run": str(run), "steps": steps, "learning_rate": lr, "optim": optim, "parameters": n_params,
+           "distance": moved}
+    if not optim.startswith("adam"):
+        return {**row, "random_walk": None, "straight_line": None, "distance_over_random_walk": None}
     step = lr * math.sqrt(n_params)
-    return {"run": str(run), "steps": steps, "learning_rate": lr, "parameters": n_params, "distance": moved,
-            "random_walk": step * math.sqrt(steps), "straight_line": step * steps,
+    return {**row, "random_walk": step * math.sqrt(steps), "straight_line": step * steps,
             "distance_over_random_walk": moved / (step * math.sqrt(steps))}
 
 
@@ -69,8 +74,11 @@ def main(argv=None) -> None:
     rows = [drift(start, Path(r), start_weights) for r in args.runs]
     write_json(Path(args.out), {"start": str(start), "runs": rows})
     for r in rows:
-        print(f"{Path(r['run']).name:>24}: {r['steps']:>5} steps, moved {r['distance']:.3f}; random walk "
-              f"{r['random_walk']:.3f}, straight line {r['straight_line']:.1f} (x{r['distance_over_random_walk']:.2f})")
+        line = f"{Path(r['run']).name:>24}: {r['steps']:>5} steps, moved {r['distance']:.3f}"
+        if r["random_walk"] is not None:
+            line += (f"; random walk {r['random_walk']:.3f}, straight line {r['straight_line']:.1f} "
+                     f"(x{r['distance_over_random_walk']:.2f})")
+        print(line + f" [{r['optim']}]")
 
 
 if __name__ == "__main__":

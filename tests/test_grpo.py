@@ -475,3 +475,14 @@ def test_grpo_with_start_best_of_k_samples_each_candidate_and_records_the_choice
     assert all(r["best_of_k"] == 4 and r["best_of_images"] == 2 and 0 <= r["best_of_k_recall"] <= 100 for r in table)
     assert recorded["resolved_init"] == next(r["model"] for r in table if r["chosen"])
     assert result["global_step"] == 1
+
+
+def test_optim_reaches_the_optimizer(tmp_path):
+    # the config's optimizer name is the one the trainer builds: AdamW by default (the paper's), SGD when asked
+    from transformers import Trainer
+
+    model = torch.nn.Linear(2, 2)
+    for optim, cls in ((GRPORunConfig().optim, torch.optim.AdamW), ("sgd", torch.optim.SGD)):
+        args = trl_args(GRPORunConfig(optim=optim, learning_rate=0.05), tmp_path / optim)
+        optimizer = Trainer(model=model, args=args).create_optimizer()
+        assert isinstance(optimizer, cls) and optimizer.param_groups[0]["lr"] == 0.05

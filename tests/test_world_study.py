@@ -96,17 +96,19 @@ def test_weight_drift_measures_distance_against_adam_sized_steps(tmp_path):
     import weight_drift
     from safetensors.torch import save_file
 
-    def run(name: str, w: torch.Tensor, lr: float, steps: int) -> Path:
+    def run(name: str, w: torch.Tensor, lr: float, steps: int, **config) -> Path:
         (tmp_path / name / "final").mkdir(parents=True)
         save_file({"w": w, "step": torch.tensor([steps])}, str(tmp_path / name / "final" / "model.safetensors"))
-        (tmp_path / name / "config.json").write_text(json.dumps({"learning_rate": lr}))
+        (tmp_path / name / "config.json").write_text(json.dumps({"learning_rate": lr, **config}))
         (tmp_path / name / "metrics.json").write_text(json.dumps({"global_step": steps}))
         return tmp_path / name
 
     start = run("start", torch.zeros(4, 4), 1e-3, 1)
     moved = run("moved", torch.full((4, 4), 0.25), 0.01, 25)  # 16 parameters each 0.25 away: distance 1.0
-    weight_drift.main(["--start", str(start), str(moved), "--out", str(tmp_path / "drift.json")])
-    (row,) = json.loads((tmp_path / "drift.json").read_text())["runs"]
+    sgd = run("sgd", torch.full((4, 4), 0.5), 0.05, 25, optim="sgd")  # no Adam-sized steps: distance only
+    weight_drift.main(["--start", str(start), str(moved), str(sgd), "--out", str(tmp_path / "drift.json")])
+    row, sgd_row = json.loads((tmp_path / "drift.json").read_text())["runs"]
+    assert sgd_row["distance"] == pytest.approx(2.0) and sgd_row["random_walk"] is None
     assert row["parameters"] == 16 and row["distance"] == pytest.approx(1.0)  # the integer tensor is left out
     assert row["random_walk"] == pytest.approx(0.01 * 4 * 5) and row["straight_line"] == pytest.approx(0.01 * 4 * 25)
     assert row["distance_over_random_walk"] == pytest.approx(1.0 / 0.2)

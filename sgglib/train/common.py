@@ -55,7 +55,11 @@ class TrainConfig:
     grad_accum: int = 1
     """gradient accumulation: micro-batches per optimizer step"""
     learning_rate: float = 2e-5
-    """peak AdamW learning rate"""
+    """peak learning rate"""
+    optim: str = "adamw_torch_fused"
+    """the optimizer, by ``transformers.TrainingArguments``' ``optim`` names: ``adamw_torch_fused`` (AdamW, its
+    default and the paper's) or e.g. ``sgd`` (plain SGD, whose step follows the gradient's size where Adam's does
+    not; ``docs/findings.md#the-placebo-control``)"""
     lr_scheduler: str = "constant"
     """transformers scheduler name"""
     warmup_ratio: float = 0.0
@@ -172,6 +176,7 @@ def trainer_kwargs(cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
         max_steps=cfg.max_steps,
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.learning_rate,
+        optim=cfg.optim,
         lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
         max_grad_norm=cfg.max_grad_norm,
