@@ -11,8 +11,9 @@ between those two, says how much of its path was direction and how much was nois
 
 Each run directory's ``final/`` holds its weights, its ``config.json`` the learning rate and optimizer and its
 ``metrics.json`` the steps. The step length ``lr·√N`` is Adam's nominal one (bias-corrected, before its epsilon): a
-yardstick, not a measurement of each step. A run with another optimizer (``optim`` not an Adam) gets its distance
-and no yardstick: SGD's step is ``lr`` times the gradient's norm, which the run's ``train/grad_norm`` logs.
+yardstick, not a measurement of each step. Plain SGD's steps are measured: each is ``lr`` times the step's gradient
+norm (``train/grad_norm`` in the run's ``metrics.csv``, clipped at ``max_grad_norm``), so its random walk is
+``lr·√Σ‖g‖²`` and its straight line ``lr·Σ‖g‖``. Another optimizer gets its distance and no yardstick.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sgglib.runs import read_json, write_json  # noqa: E402
+from sgglib.runs import read_json, read_metrics_csv, write_json  # noqa: E402
 
 
 def weights(run_dir: Path) -> dict:
@@ -56,11 +57,20 @@ def drift(start: Path, run: Path, start_weights: dict | None = None) -> dict:
     steps = int(read_json(run / "metrics.json")["global_step"])
     row = {"run": str(run), "steps": steps, "learning_rate": lr, "optim": optim, "parameters": n_params,
            "distance": moved}
-    if not optim.startswith("adam"):
+    if optim.startswith("adam"):
+        lengths = [lr * math.sqrt(n_params)] * steps
+    elif optim == "sgd":
+        clip = float(config.get("max_grad_norm") or math.inf)
+        norms = [min(float(r["train/grad_norm"]), clip) for r in read_metrics_csv(run / "metrics.csv")
+                 if r.get("train/grad_norm") not in (None, "")]
+        if len(norms) != steps:
+            raise ValueError(f"{run}: {len(norms)} logged gradient norms for {steps} steps; SGD's steps need one "
+                             "per step (logging_steps 1)")
+        lengths = [lr * g for g in norms]
+    else:
         return {**row, "random_walk": None, "straight_line": None, "distance_over_random_walk": None}
-    step = lr * math.sqrt(n_params)
-    return {**row, "random_walk": step * math.sqrt(steps), "straight_line": step * steps,
-            "distance_over_random_walk": moved / (step * math.sqrt(steps))}
+    walk = math.sqrt(sum(x * x for x in lengths))
+    return {**row, "random_walk": walk, "straight_line": sum(lengths), "distance_over_random_walk": moved / walk}
 
 
 def main(argv=None) -> None:

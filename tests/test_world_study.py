@@ -105,10 +105,14 @@ def test_weight_drift_measures_distance_against_adam_sized_steps(tmp_path):
 
     start = run("start", torch.zeros(4, 4), 1e-3, 1)
     moved = run("moved", torch.full((4, 4), 0.25), 0.01, 25)  # 16 parameters each 0.25 away: distance 1.0
-    sgd = run("sgd", torch.full((4, 4), 0.5), 0.05, 25, optim="sgd")  # no Adam-sized steps: distance only
-    weight_drift.main(["--start", str(start), str(moved), str(sgd), "--out", str(tmp_path / "drift.json")])
-    row, sgd_row = json.loads((tmp_path / "drift.json").read_text())["runs"]
-    assert sgd_row["distance"] == pytest.approx(2.0) and sgd_row["random_walk"] is None
+    sgd = run("sgd", torch.full((4, 4), 0.5), 0.5, 2, optim="sgd", max_grad_norm=1.0)  # steps lr × clipped norm
+    (sgd / "metrics.csv").write_text("step,train/grad_norm\n1,3.0\n2,1.0\n")
+    other = run("other", torch.full((4, 4), 0.5), 0.5, 2, optim="adafactor")  # no yardstick: distance only
+    weight_drift.main(["--start", str(start), str(moved), str(sgd), str(other), "--out", str(tmp_path / "drift.json")])
+    row, sgd_row, other_row = json.loads((tmp_path / "drift.json").read_text())["runs"]
+    assert sgd_row["distance"] == pytest.approx(2.0) and sgd_row["straight_line"] == pytest.approx(1.0)
+    assert sgd_row["random_walk"] == pytest.approx(0.5 * 2 ** 0.5)
+    assert other_row["distance"] == pytest.approx(2.0) and other_row["random_walk"] is None
     assert row["parameters"] == 16 and row["distance"] == pytest.approx(1.0)  # the integer tensor is left out
     assert row["random_walk"] == pytest.approx(0.01 * 4 * 5) and row["straight_line"] == pytest.approx(0.01 * 4 * 25)
     assert row["distance_over_random_walk"] == pytest.approx(1.0 / 0.2)
