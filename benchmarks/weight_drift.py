@@ -13,7 +13,8 @@ Each run directory's ``final/`` holds its weights, its ``config.json`` the learn
 ``metrics.json`` the steps. The step length ``lr·√N`` is Adam's nominal one (bias-corrected, before its epsilon): a
 yardstick, not a measurement of each step. Plain SGD's steps are measured: each is ``lr`` times the step's gradient
 norm (``train/grad_norm`` in the run's ``metrics.csv``, clipped at ``max_grad_norm``), so its random walk is
-``lr·√Σ‖g‖²`` and its straight line ``lr·Σ‖g‖``. Another optimizer gets its distance and no yardstick.
+``lr·√Σ‖g‖²`` and its straight line ``lr·Σ‖g‖``. Both yardsticks take the learning rate as constant, as GRPO's and
+the compute-matched SFT's are; a run with a schedule, or another optimizer, gets its distance and no yardstick.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def drift(start: Path, run: Path, start_weights: dict | None = None) -> dict:
     steps = int(read_json(run / "metrics.json")["global_step"])
     row = {"run": str(run), "steps": steps, "learning_rate": lr, "optim": optim, "parameters": n_params,
            "distance": moved}
+    if config.get("lr_scheduler", "constant") != "constant":
+        return {**row, "random_walk": None, "straight_line": None, "distance_over_random_walk": None}
     if optim.startswith("adam"):
         lengths = [lr * math.sqrt(n_params)] * steps
     elif optim == "sgd":

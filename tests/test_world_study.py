@@ -108,8 +108,11 @@ def test_weight_drift_measures_distance_against_adam_sized_steps(tmp_path):
     sgd = run("sgd", torch.full((4, 4), 0.5), 0.5, 2, optim="sgd", max_grad_norm=1.0)  # steps lr × clipped norm
     (sgd / "metrics.csv").write_text("step,train/grad_norm\n1,3.0\n2,1.0\n")
     other = run("other", torch.full((4, 4), 0.5), 0.5, 2, optim="adafactor")  # no yardstick: distance only
-    weight_drift.main(["--start", str(start), str(moved), str(sgd), str(other), "--out", str(tmp_path / "drift.json")])
-    row, sgd_row, other_row = json.loads((tmp_path / "drift.json").read_text())["runs"]
+    cosine = run("cosine", torch.full((4, 4), 0.5), 0.5, 2, lr_scheduler="cosine")  # nor with a schedule
+    weight_drift.main(["--start", str(start), str(moved), str(sgd), str(other), str(cosine),
+                       "--out", str(tmp_path / "drift.json")])
+    row, sgd_row, other_row, cosine_row = json.loads((tmp_path / "drift.json").read_text())["runs"]
+    assert cosine_row["distance"] == pytest.approx(2.0) and cosine_row["random_walk"] is None
     assert sgd_row["distance"] == pytest.approx(2.0) and sgd_row["straight_line"] == pytest.approx(1.0)
     assert sgd_row["random_walk"] == pytest.approx(0.5 * 2 ** 0.5)
     assert other_row["distance"] == pytest.approx(2.0) and other_row["random_walk"] is None
