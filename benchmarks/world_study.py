@@ -38,9 +38,10 @@ from sgglib.analysis import Run, gt_rows, load_run  # noqa: E402
 from sgglib.data.synthetic import WorldConfig  # noqa: E402
 from sgglib.models import box_convention, load_processor  # noqa: E402
 from sgglib.runs import read_json, read_metrics_csv, reports_dir, write_json  # noqa: E402
-from sgglib.train.common import load_rows, sample_and_score  # noqa: E402
+from sgglib.train.common import load_rows  # noqa: E402
 from sgglib.train.grpo import GRPORunConfig, train_grpo  # noqa: E402
 from sgglib.train.sft import SFTRunConfig, train_sft  # noqa: E402
+from sgglib.train.start import model_sampling  # noqa: E402
 
 DENSE = {"min_objects": 3, "max_objects": 16, "count_skew": 0.7}
 SPARSE = {"annotation_keep": 0.6, "predicate_choice": "preferred", "preference_skew": 1.0}
@@ -96,18 +97,16 @@ def training_thirds(run_dir: Path) -> dict[str, list[float] | float | None]:
 
 def start_headroom(start_dir: Path, cfg: GRPORunConfig) -> dict:
     """The sampling headroom of a start that did not record one, measured as the end of a GRPO run measures its own
-    (``cfg.best_of`` samples on the first ``best_of_images`` validation rows, ``sample_and_score``) and kept in
+    (``cfg.best_of`` samples on the first ``best_of_images`` validation rows, ``model_sampling``) and kept in
     ``<start>/sampling.json``, beside the start's own files."""
     path = start_dir / "sampling.json"
     if not path.exists():
         import torch
-        from sgglib.models import load_model_and_processor
 
         _, val_rows = load_rows(cfg)
         torch.manual_seed(cfg.seed)
-        model, processor = load_model_and_processor(str(start_dir / "final"), dtype=cfg.dtype)
         vocabulary = data.vocabulary(cfg.dataset) if cfg.prompt == "closed" else None
-        write_json(path, sample_and_score(model, processor, val_rows, cfg, vocabulary))
+        write_json(path, model_sampling(start_dir / "final", val_rows, cfg, vocabulary))
     return read_json(path)
 
 

@@ -223,6 +223,9 @@ def causal_shifts(offsets: Sequence[Sequence[float]], rewards: Sequence[float], 
     return [[o / d for o in offs] for offs, d in zip(offsets, divisor.tolist(), strict=True)]
 
 
+CREDIT_MODES = ("triplet", "causal", "relations")  # beside GRPO's own "sequence" (GRPORunConfig.credit)
+
+
 def credit_trainer(base, mode: str):
     """A subclass of TRL's ``GRPOTrainer`` class ``base`` that gives each token its own advantage, ``mode``
     ``"triplet"`` or ``"causal"`` (module docstring). It keeps each training step's rewards and completions from
@@ -232,8 +235,8 @@ def credit_trainer(base, mode: str):
     advantage) and ``train/credit_dropped`` (``triplet``: % of completion tokens set to 0) or ``train/credit_shift``
     (``causal``: the mean absolute change of a completion token's advantage). ``relations`` logs
     ``credit_dropped`` too, and counts a parsed sample without a ``"relationships"`` key as unaligned."""
-    if mode not in ("triplet", "causal", "relations"):
-        raise ValueError(f"credit mode must be triplet, causal or relations, got {mode!r}")
+    if mode not in CREDIT_MODES:
+        raise ValueError(f"credit mode must be one of {CREDIT_MODES}, got {mode!r}")
 
     class CreditGRPOTrainer(base):
         def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):

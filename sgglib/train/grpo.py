@@ -42,7 +42,7 @@ from ..models import box_convention, load_model_and_processor, pixel_bounds
 from ..parse import completion_text, parse_completion
 from ..runs import repo_path, reports_dir, write_json
 from .callbacks import MEASURE_ONLY, callbacks
-from .credit import credit_trainer
+from .credit import CREDIT_MODES, credit_trainer
 from .placebo import placebo_trainer
 from .self_critical import self_critical_trainer
 from .shared_prompt import shared_prompt_trainer
@@ -181,8 +181,8 @@ class GRPORunConfig(TrainConfig):
         if self.baseline == "greedy" and self.use_vllm:
             raise ValueError("baseline='greedy' decodes a row of each group greedily with transformers' generate: "
                              "not with vLLM")
-        if self.credit not in ("sequence", "triplet", "causal", "relations"):
-            raise ValueError(f"credit must be sequence, triplet, causal or relations, got {self.credit!r}")
+        if self.credit not in ("sequence", *CREDIT_MODES):
+            raise ValueError(f"credit must be one of {('sequence', *CREDIT_MODES)}, got {self.credit!r}")
         if self.credit in ("triplet", "causal") and self.shuffle_rewards:
             raise ValueError("shuffle_rewards is the placebo of sequence credit: per-triplet credit would still see "
                              "which triplets hit")

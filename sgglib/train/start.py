@@ -38,15 +38,20 @@ def start_candidates(model_dir: str | Path) -> list[Path]:
     return [*(p for p in kept if int(p.name.rsplit("-", 1)[1]) != last), final]
 
 
-def start_signals(model_dir: str | Path, rows: Sequence[dict], cfg, vocabulary=None) -> dict[str, Any]:
-    """Sample ``cfg.group_size`` answers per row at the rollout temperature and budget, as GRPO's groups are, and
-    score them (:func:`sgglib.train.common.sample_and_score`): best-of-k and mean-sample Hard Recall (%), sampled
-    failure rate."""
+def model_sampling(model_dir: str | Path, rows: Sequence[dict], cfg, vocabulary=None) -> dict[str, Any]:
+    """Load the model in ``model_dir`` as ``cfg`` loads a run's and score its samples on ``rows`` with ``cfg``'s
+    ``best_of`` settings (:func:`sgglib.train.common.sample_and_score`), as the end of a run scores its own."""
     model, processor = load_model_and_processor(str(model_dir), dtype=cfg.dtype,
                                                 min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
+    return sample_and_score(model, processor, rows, cfg, vocabulary)
+
+
+def start_signals(model_dir: str | Path, rows: Sequence[dict], cfg, vocabulary=None) -> dict[str, Any]:
+    """Sample ``cfg.group_size`` answers per row at the rollout temperature and budget, as GRPO's groups are, and
+    score them (:func:`model_sampling`): best-of-k and mean-sample Hard Recall (%), sampled failure rate."""
     like_groups = dataclasses.replace(cfg, best_of=cfg.group_size, best_of_temperature=cfg.temperature,
                                       eval_max_new_tokens=cfg.max_completion_length)
-    return sample_and_score(model, processor, rows, like_groups, vocabulary)
+    return model_sampling(model_dir, rows, like_groups, vocabulary)
 
 
 def best_of_k_pick(best_of_k_recalls: Sequence[float]) -> int:
