@@ -15,6 +15,10 @@ yardstick, not a measurement of each step. Plain SGD's steps are measured: each 
 norm (``train/grad_norm`` in the run's ``metrics.csv``, clipped at ``max_grad_norm``), so its random walk is
 ``lr·√Σ‖g‖²`` and its straight line ``lr·Σ‖g‖``. Both yardsticks take the learning rate as constant, as GRPO's and
 the compute-matched SFT's are; a run with a schedule, or another optimizer, gets its distance and no yardstick.
+Each run's distance is also split by :func:`~sgglib.models.parameter_group` (the vision tower, the token embedding
+tied to the LM head, the language layers), with Adam's yardstick for each group's own parameters; with
+``--answer-rows N`` the embedding's distance is split again into the rows of the tokens that the answers (the SFT
+targets of N training images) use and the rows of every other token.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ import math
 import sys
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sgglib.models import PARAMETER_GROUPS, parameter_group  # noqa: E402
 from sgglib.runs import read_json, read_metrics_csv, write_json  # noqa: E402
 
 
@@ -41,23 +48,60 @@ def weights(run_dir: Path) -> dict:
     return out
 
 
-def distance(a: dict, b: dict) -> tuple[float, int]:
-    """The L2 distance between two state dicts over their shared floating-point tensors, and their size."""
-    keys = [k for k in a if k in b and a[k].is_floating_point() and a[k].shape == b[k].shape]
-    if not keys:
+def distance(a: dict, b: dict, group: str | None = None) -> tuple[float, int]:
+    """The L2 distance between two state dicts over their shared floating-point tensors (those of one
+    :func:`~sgglib.models.parameter_group` if ``group``), and their size."""
+    keys = [k for k in a if k in b and a[k].is_floating_point() and a[k].shape == b[k].shape
+            and (group is None or parameter_group(k) == group)]
+    if not keys and group is None:
         raise ValueError("the two models share no floating-point tensor: not the same architecture")
     total = sum(float(((b[k].double() - a[k].double()) ** 2).sum()) for k in keys)
     return math.sqrt(total), sum(a[k].numel() for k in keys)
 
 
-def drift(start: Path, run: Path, start_weights: dict | None = None) -> dict:
+def answer_token_ids(start: Path, images: int) -> set[int]:
+    """The token ids that the SFT targets of the first ``images`` training rows of ``start``'s dataset use."""
+    from sgglib import data, prompts
+    from sgglib.models import box_convention, load_processor
+
+    processor = load_processor(start / "final")
+    convention = box_convention(processor)
+    rows = data.load_sgg(read_json(start / "config.json")["dataset"], split="train")
+    ids: set[int] = set()
+    for i in range(min(images, len(rows))):
+        ids.update(processor.tokenizer(prompts.sft_target(rows[i], convention)).input_ids)
+    return ids
+
+
+def embedding_rows(a: dict, b: dict, ids: set[int]) -> dict:
+    """The token embedding's distance split into the rows of ``ids`` and the rest."""
+    key = next(k for k in a if parameter_group(k) == "embedding" and a[k].dim() == 2)
+    rows = (b[key].double() - a[key].double()).pow(2).sum(1)
+    mask = torch.zeros(len(rows), dtype=torch.bool)
+    mask[sorted(i for i in ids if i < len(rows))] = True
+    return {"answer_tokens": int(mask.sum()), "vocabulary": len(rows),
+            "answer_rows_distance": float(rows[mask].sum()) ** 0.5, "other_rows_distance": float(rows[~mask].sum()) ** 0.5}
+
+
+def drift(start: Path, run: Path, start_weights: dict | None = None, answer_ids: set[int] | None = None) -> dict:
     """``run``'s distance from ``start`` and the two yardsticks for its steps and learning rate."""
-    moved, n_params = distance(start_weights if start_weights is not None else weights(start), weights(run))
+    start_weights = start_weights if start_weights is not None else weights(start)
+    run_weights = weights(run)
+    moved, n_params = distance(start_weights, run_weights)
+    parts = {g: distance(start_weights, run_weights, g) for g in PARAMETER_GROUPS}
     config = read_json(run / "config.json")
     lr, optim = float(config["learning_rate"]), str(config.get("optim", "adamw_torch_fused"))
     steps = int(read_json(run / "metrics.json")["global_step"])
     row = {"run": str(run), "steps": steps, "learning_rate": lr, "optim": optim, "parameters": n_params,
-           "distance": moved}
+           "distance": moved,
+           "groups": {g: {"parameters": n, "distance": d,
+                          # Adam's yardstick for the group's own parameters (None where it does not apply)
+                          "distance_over_random_walk": d / (lr * math.sqrt(n * steps))
+                          if optim.startswith("adam") and n and steps
+                          and config.get("lr_scheduler", "constant") == "constant" else None}
+                      for g, (d, n) in parts.items()}}
+    if answer_ids:
+        row["groups"]["embedding"].update(embedding_rows(start_weights, run_weights, answer_ids))
     if config.get("lr_scheduler", "constant") != "constant":
         return {**row, "random_walk": None, "straight_line": None, "distance_over_random_walk": None}
     if optim.startswith("adam"):
@@ -81,17 +125,24 @@ def main(argv=None) -> None:
     ap.add_argument("--start", required=True, help="the run directory every run started from")
     ap.add_argument("runs", nargs="+", help="run directories that trained from --start's final/")
     ap.add_argument("--out", required=True, help="the JSON to write")
+    ap.add_argument("--answer-rows", type=int, default=0, metavar="IMAGES",
+                    help="split the token embedding's distance into the rows of the tokens that the SFT targets of "
+                         "this many training images use, and the rest (0 = off)")
     args = ap.parse_args(argv)
     start = Path(args.start)
     start_weights = weights(start)
-    rows = [drift(start, Path(r), start_weights) for r in args.runs]
-    write_json(Path(args.out), {"start": str(start), "runs": rows})
+    ids = answer_token_ids(start, args.answer_rows) if args.answer_rows else None
+    rows = [drift(start, Path(r), start_weights, ids) for r in args.runs]
+    write_json(Path(args.out), {"start": str(start), "runs": rows, "command": " ".join(["python"] + sys.argv)})
     for r in rows:
         line = f"{Path(r['run']).name:>24}: {r['steps']:>5} steps, moved {r['distance']:.3f}"
         if r["random_walk"] is not None:
             line += (f"; random walk {r['random_walk']:.3f}, straight line {r['straight_line']:.1f} "
                      f"(x{r['distance_over_random_walk']:.2f})")
-        print(line + f" [{r['optim']}]")
+        print(line + f" [{r['optim']}]; by group: " + ", ".join(
+            f"{g} {v['distance']:.3f}" + (f" (x{v['distance_over_random_walk']:.2f})"
+                                          if v["distance_over_random_walk"] is not None else "")
+            for g, v in r["groups"].items()))
 
 
 if __name__ == "__main__":

@@ -196,6 +196,20 @@ def apply_lora(model, lora: Any):
 
 
 # -- inference -------------------------------------------------------------------------------------------------------
+PARAMETER_GROUPS = ("vision", "embedding", "language")
+
+
+def parameter_group(name: str) -> str:
+    """The part of a Qwen2-VL that a parameter belongs to, by its name: ``vision`` (the vision tower and its
+    merger), ``embedding`` (the token embedding, which the embedded model ties to its LM head; an untied
+    ``lm_head`` counts too) or ``language`` (the decoder layers and their norms)."""
+    if "visual" in name:
+        return "vision"
+    if "embed_tokens" in name or "lm_head" in name:
+        return "embedding"
+    return "language"
+
+
 def box_convention(processor) -> str:
     """``"qwen2.5vl"`` (boxes in resized-input pixels) for a Qwen2.5-VL processor, else ``"qwen2vl"`` (0–1000)."""
     return "qwen2.5vl" if isinstance(processor, Qwen2_5_VLProcessor) else "qwen2vl"

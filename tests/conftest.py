@@ -44,3 +44,17 @@ def policy(tmp_path_factory):
     assert loss.item() < LOSS_TARGET, f"policy fixture did not reach loss {LOSS_TARGET}: {loss.item():.3f}"
     model.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def mini_cell(tmp_path_factory):
+    """The world study's control cell in a few steps (SFT 2 steps, GRPO and its compute-matched SFT 0.01 min, 2
+    validation images): run directories with configs and final weights for the benchmarks that read them."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import world_study
+
+    root = tmp_path_factory.mktemp("mini-cell")
+    world_study.main(["--cells", "control", "--sft-steps", "2", "--val-limit", "2", "--max-new-tokens", "12",
+                      "--grpo-minutes", "0.01", "--best-of", "0", "--runs", str(root / "runs"),
+                      "--out", str(root / "out")])
+    return root / "runs" / "control-seed0"

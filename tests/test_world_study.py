@@ -96,22 +96,33 @@ def test_weight_drift_measures_distance_against_adam_sized_steps(tmp_path):
     import weight_drift
     from safetensors.torch import save_file
 
-    def run(name: str, w: torch.Tensor, lr: float, steps: int, **config) -> Path:
+    def run(name: str, w: torch.Tensor, lr: float, steps: int, extra: dict | None = None, **config) -> Path:
         (tmp_path / name / "final").mkdir(parents=True)
-        save_file({"w": w, "step": torch.tensor([steps])}, str(tmp_path / name / "final" / "model.safetensors"))
+        save_file({"w": w, "step": torch.tensor([steps]), **(extra or {})},
+                  str(tmp_path / name / "final" / "model.safetensors"))
         (tmp_path / name / "config.json").write_text(json.dumps({"learning_rate": lr, **config}))
         (tmp_path / name / "metrics.json").write_text(json.dumps({"global_step": steps}))
         return tmp_path / name
 
-    start = run("start", torch.zeros(4, 4), 1e-3, 1)
+    parts = {"model.visual.p": torch.zeros(2, 2), "model.embed_tokens.weight": torch.zeros(2, 2)}
+    start = run("start", torch.zeros(4, 4), 1e-3, 1, parts)
     moved = run("moved", torch.full((4, 4), 0.25), 0.01, 25)  # 16 parameters each 0.25 away: distance 1.0
     sgd = run("sgd", torch.full((4, 4), 0.5), 0.5, 2, optim="sgd", max_grad_norm=1.0)  # steps lr × clipped norm
     (sgd / "metrics.csv").write_text("step,train/grad_norm\n1,3.0\n2,1.0\n")
     other = run("other", torch.full((4, 4), 0.5), 0.5, 2, optim="adafactor")  # no yardstick: distance only
     cosine = run("cosine", torch.full((4, 4), 0.5), 0.5, 2, lr_scheduler="cosine")  # nor with a schedule
-    weight_drift.main(["--start", str(start), str(moved), str(sgd), str(other), str(cosine),
+    grouped = run("grouped", torch.zeros(4, 4), 0.01, 25,  # the language layers stay, the other two move
+                  {"model.visual.p": torch.full((2, 2), 0.5), "model.embed_tokens.weight": torch.ones(2, 2)})
+    weight_drift.main(["--start", str(start), str(moved), str(sgd), str(other), str(cosine), str(grouped),
                        "--out", str(tmp_path / "drift.json")])
-    row, sgd_row, other_row, cosine_row = json.loads((tmp_path / "drift.json").read_text())["runs"]
+    row, sgd_row, other_row, cosine_row, grouped_row = json.loads((tmp_path / "drift.json").read_text())["runs"]
+    groups = grouped_row["groups"]
+    assert grouped_row["distance"] == pytest.approx(5 ** 0.5) and groups["language"]["distance"] == 0
+    assert groups["vision"]["distance"] == pytest.approx(1.0) and groups["embedding"]["distance"] == pytest.approx(2.0)
+    # each group against a random walk of its own parameters: 0.01 × √(4 parameters × 25 steps) = 0.1
+    assert groups["vision"]["distance_over_random_walk"] == pytest.approx(10.0)
+    assert groups["embedding"]["distance_over_random_walk"] == pytest.approx(20.0)
+    assert sgd_row["groups"]["language"]["distance_over_random_walk"] is None  # Adam's yardstick only
     assert cosine_row["distance"] == pytest.approx(2.0) and cosine_row["random_walk"] is None
     assert sgd_row["distance"] == pytest.approx(2.0) and sgd_row["straight_line"] == pytest.approx(1.0)
     assert sgd_row["random_walk"] == pytest.approx(0.5 * 2 ** 0.5)
@@ -121,3 +132,23 @@ def test_weight_drift_measures_distance_against_adam_sized_steps(tmp_path):
     assert row["distance_over_random_walk"] == pytest.approx(1.0 / 0.2)
     with pytest.raises(FileNotFoundError, match="safetensors"):
         weight_drift.weights(tmp_path)
+
+
+def test_weight_drift_splits_the_embedding_into_the_answers_rows_and_the_rest(mini_cell):
+    import torch
+    import weight_drift
+
+    key = "model.language_model.embed_tokens.weight"
+    moved = torch.tensor([[3.0, 4.0], [0.0, 0.0], [1.0, 0.0]])
+    split = weight_drift.embedding_rows({key: torch.zeros(3, 2)}, {key: moved}, {0, 7})  # id 7 is past the table
+    assert split == {"answer_tokens": 1, "vocabulary": 3, "answer_rows_distance": 5.0, "other_rows_distance": 1.0}
+
+    from sgglib import data, prompts
+    from sgglib.models import box_convention, load_processor
+
+    ids = weight_drift.answer_token_ids(mini_cell / "sft", 3)
+    processor = load_processor(mini_cell / "sft" / "final")
+    config = json.loads((mini_cell / "sft" / "config.json").read_text())
+    first = data.load_sgg(config["dataset"], split="train")[0]
+    assert set(processor.tokenizer(prompts.sft_target(first, box_convention(processor))).input_ids) <= ids
+    assert len(ids) < len(processor.tokenizer)  # the answers use a small part of the vocabulary
