@@ -26,7 +26,8 @@ Standard errors are jackknife estimates over the draws.
 ``--grpo`` and ``--sft`` are run directories' ``config.json``: the GRPO run's recipe and start, and an SFT recipe of
 the same world (its data, batch and prompt), which the probe runs from GRPO's start. ``--variant NAME=field=value,…``
 adds a GRPO probe with those fields changed (repeatable). Probe run directories go beside the GRPO run, as
-``probe-<name>/``, each with its draws in ``gradients.pt`` (``--reuse`` reads them instead of probing again).
+``probe-<GRPO run>-<name>/``, each with its draws and its config in ``gradients.pt`` (``--reuse`` reads draws made
+by the same config instead of probing again).
 """
 
 from __future__ import annotations
@@ -148,23 +149,25 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> dict[str, float] | None:
 
 def probe(kind: str, cfg, run_dir: Path, reuse: bool = False) -> tuple[torch.Tensor, dict[str, list[slice]]]:
     """Run ``cfg`` (a GRPORunConfig or SFTRunConfig) with the gradient probe into ``run_dir`` (emptied first), check
-    that its final weights equal its start's, and keep the draws in ``run_dir/gradients.pt``. Returns the draws (one
-    row each) and each parameter group's columns. With ``reuse``, an earlier probe's ``gradients.pt`` of as many
-    draws is read instead."""
+    that its final weights equal its start's, and keep the draws in ``run_dir/gradients.pt`` with the config that
+    made them. Returns the draws (one row each) and each parameter group's columns. With ``reuse``, an earlier
+    probe's draws are read instead when its config was the same."""
     from sgglib.models import load_model_and_processor
     from sgglib.train.grpo import train_grpo, weights_digest
     from sgglib.train.sft import train_sft
 
+    cfg = dataclasses.replace(cfg, run_dir=str(run_dir), max_grad_norm=0.0, eval_steps=0, val_limit=0, best_of=0,
+                              save_steps=0, resume=False, max_minutes=0.0)
+    recipe = json.loads(json.dumps(dataclasses.asdict(cfg)))
     saved = run_dir / "gradients.pt"
     if reuse and saved.exists():
         kept = torch.load(saved)
-        if kept["rows"].shape[0] == cfg.max_steps:
+        if kept.get("config") == recipe:
             print(f"[probe] {run_dir.name}: {cfg.max_steps} draws read from {saved}", flush=True)
             return kept["rows"], {g: [slice(*span) for span in spans] for g, spans in kept["groups"].items()}
+        print(f"[probe] {run_dir.name}: {saved} came from another config; probing again", flush=True)
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    cfg = dataclasses.replace(cfg, run_dir=str(run_dir), max_grad_norm=0.0, eval_steps=0, val_limit=0, best_of=0,
-                              save_steps=0, resume=False, max_minutes=0.0)
     callback = GradientProbe()
     t0 = time.time()
     if kind == "grpo":
@@ -178,7 +181,8 @@ def probe(kind: str, cfg, run_dir: Path, reuse: bool = False) -> tuple[torch.Ten
     if digests[0] != digests[1]:
         raise RuntimeError(f"{run_dir}: the probe's weights moved from {start}; the update was not taken out")
     rows, groups = callback.matrix(), callback.group_slices()
-    torch.save({"rows": rows, "groups": {g: [[s.start, s.stop] for s in spans] for g, spans in groups.items()}}, saved)
+    torch.save({"rows": rows, "groups": {g: [[s.start, s.stop] for s in spans] for g, spans in groups.items()},
+                "config": recipe}, saved)
     return rows, groups
 
 
@@ -235,7 +239,8 @@ def main(argv=None) -> dict:
         probes[name] = ("grpo", dataclasses.replace(grpo_cfg, **changes), changes)
     results, rows, groups = {}, {}, {}
     for name, (kind, cfg, changes) in probes.items():
-        rows[name], slices = probe(kind, cfg, folder / f"probe-{name}", args.reuse)
+        rows[name], slices = probe(kind, cfg, folder / f"probe-{Path(args.grpo).resolve().parent.name}-{name}",
+                                   args.reuse)
         groups[name] = by_group(rows[name], slices)
         samples = cfg.prompts_per_step * cfg.group_size if kind == "grpo" else cfg.batch_size * cfg.grad_accum
         stats = noise_stats(rows[name])

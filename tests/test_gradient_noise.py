@@ -80,14 +80,20 @@ def test_probes_capture_a_gradient_per_step_and_leave_the_weights(tmp_path, monk
     assert out["probes"]["sft"]["mean_grad_norm"] > 0
     assert out["probes"]["placebo"]["changes"] == {"shuffle_rewards": True, "temperature": 1.0}
     assert out["probes"]["grpo"]["samples_per_step"] == 32 and out["probes"]["sft"]["samples_per_step"] == 16
-    assert json.loads((folder / "probe-placebo" / "config.json").read_text())["temperature"] == 1.0
+    assert json.loads((folder / "probe-grpo-placebo" / "config.json").read_text())["temperature"] == 1.0
     # the SFT probe runs its recipe from GRPO's start, whatever model its own run began from
-    assert json.loads((folder / "probe-sft" / "config.json").read_text())["model"] == out["start"]
+    assert json.loads((folder / "probe-grpo-sft" / "config.json").read_text())["model"] == out["start"]
     assert set(out["cosine_of_expected_gradients"]) == {"sft~grpo", "sft~placebo", "grpo~placebo"}
     assert set(out["cosine_of_expected_gradients"]["sft~grpo"]) == {"all", "vision", "embedding", "language"}
-    assert (folder / "probe-grpo" / "gradients.pt").exists()
+    kept = folder / "probe-grpo-grpo" / "gradients.pt"
+    written = kept.stat().st_mtime_ns
     again = gradient_noise.main(argv + ["--reuse"])  # the draws are read back, not probed again
     assert again["probes"]["grpo"]["signal"] == out["probes"]["grpo"]["signal"]
+    assert kept.stat().st_mtime_ns == written
+    changed = [a if not a.startswith("placebo=") else "placebo=shuffle_rewards=true,temperature=0.9" for a in argv]
+    gradient_noise.main(changed[:-1] + [str(tmp_path / "gn2.json"), "--reuse"])  # another config: probed again
+    assert torch.load(folder / "probe-grpo-placebo" / "gradients.pt")["config"]["temperature"] == 0.9
+    assert kept.stat().st_mtime_ns == written
 
     # a probe that leaves the gradient in place lets the optimizer move the weights, and the check says so
     keep = gradient_noise.GradientProbe.on_pre_optimizer_step
