@@ -18,7 +18,9 @@ the compute-matched SFT's are; a run with a schedule, or another optimizer, gets
 Each run's distance is also split by :func:`~sgglib.models.parameter_group` (the vision tower, the token embedding
 tied to the LM head, the language layers), with Adam's yardstick for each group's own parameters; with
 ``--answer-rows N`` the embedding's distance is split again into the rows of the tokens that the answers (the SFT
-targets of N training images) use and the rows of every other token.
+targets of N training images) use and the rows of every other token. Where the start and the run both kept the
+greedy answers of their final validation (``predictions.jsonl``), the row also says how many of those answers the
+run left unchanged (:func:`sgglib.diagnostics.answer_changes`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sgglib import diagnostics  # noqa: E402
+from sgglib.analysis import load_run  # noqa: E402
 from sgglib.models import PARAMETER_GROUPS, parameter_group  # noqa: E402
 from sgglib.runs import read_json, read_metrics_csv, write_json  # noqa: E402
 
@@ -102,6 +106,9 @@ def drift(start: Path, run: Path, start_weights: dict | None = None, answer_ids:
                       for g, (d, n) in parts.items()}}
     if answer_ids:
         row["groups"]["embedding"].update(embedding_rows(start_weights, run_weights, answer_ids))
+    if (start / "predictions.jsonl").exists() and (run / "predictions.jsonl").exists():
+        # what the move did to the greedy answers of the final validations
+        row["greedy_answers"] = diagnostics.answer_changes(load_run(start.resolve()), load_run(run.resolve()))
     if config.get("lr_scheduler", "constant") != "constant":
         return {**row, "random_walk": None, "straight_line": None, "distance_over_random_walk": None}
     if optim.startswith("adam"):
@@ -143,6 +150,10 @@ def main(argv=None) -> None:
             f"{g} {v['distance']:.3f}" + (f" (x{v['distance_over_random_walk']:.2f})"
                                           if v["distance_over_random_walk"] is not None else "")
             for g, v in r["groups"].items()))
+        if "greedy_answers" in r:
+            print(" " * 26 + "greedy answers unchanged: " + ", ".join(
+                f"{k.removeprefix('unchanged_')} {v:.0f} %" for k, v in r["greedy_answers"].items()
+                if k.startswith("unchanged_")))
 
 
 if __name__ == "__main__":

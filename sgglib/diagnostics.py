@@ -9,7 +9,9 @@ ground-truth rows only; never loads a model.
 * :func:`recall_split` — a change of Recall split into *failures removed* (more valid answers, at the old recall per
   valid answer) and *better valid answers*: ``R = (1 − FR) · R_valid``, so
   ``ΔR = ΔV · R_valid,before + V_after · ΔR_valid``;
-* :func:`sampling_headroom` — best-of-k against mean-sample recall, from a run's ``metrics.json`` (``best_of``).
+* :func:`sampling_headroom` — best-of-k against mean-sample recall, from a run's ``metrics.json`` (``best_of``);
+* :func:`answer_changes` — how many of one run's greedy answers another run left as they were: the whole text, the
+  object list, the relation set.
 
 All percentages. The hit test is the metric's own (:func:`sgglib.matching.triplet_scores`, IoU ≥ 0.5).
 """
@@ -47,6 +49,35 @@ def output_stats(run: Run) -> dict[str, float]:
         "dangling_per_answer": sum(r.dangling_relations for r in valid) / v,
         "self_relations_per_answer": sum(sum(x.subject == x.object for x in r.graph.relations) for r in valid) / v,
     }
+
+
+def _triplet(relation) -> tuple[str, str, str]:
+    return relation.subject, relation.predicate, relation.object
+
+
+def answer_changes(before: Run, after: Run) -> dict[str, float]:
+    """Of the images both runs answered greedily, the % whose answer ``after`` left unchanged: the identical text,
+    the same object ids in the same order, the same set of relation triplets (subject id, predicate, object id), and
+    the same graph but for the boxes. A failed answer counts as unchanged only if both texts are identical."""
+    a, b = _records(before), _records(after)
+    shared = sorted(set(a) & set(b))
+    same = {"text": 0, "objects": 0, "relations": 0, "boxes_only": 0}
+    for image in shared:
+        ta, tb = a[image].get("completion"), b[image].get("completion")
+        ga, gb = parse_completion(ta).graph, parse_completion(tb).graph
+        same["text"] += ta == tb
+        if ga is None or gb is None:
+            same["objects"] += ta == tb
+            same["relations"] += ta == tb
+            continue
+        objects = [o.id for o in ga.objects] == [o.id for o in gb.objects]
+        relations = sorted(map(_triplet, ga.relations)) == sorted(map(_triplet, gb.relations))
+        same["objects"] += objects
+        same["relations"] += relations
+        same["boxes_only"] += objects and relations and [o.bbox for o in ga.objects] != [o.bbox for o in gb.objects]
+    n = max(1, len(shared))
+    return {"answers": len(shared), **{f"unchanged_{k}": 100 * v / n for k, v in same.items() if k != "boxes_only"},
+            "changed_boxes_only": 100 * same["boxes_only"] / n}
 
 
 def complete_graph_scores(run: Run, rows: Sequence[Mapping[str, Any]], iou_threshold: float = 0.5

@@ -27,7 +27,7 @@ def answer(relations):
 def run_dir(tmp_path, completions, metrics=None):
     # a run directory as training writes it: predictions.jsonl (one image each) and metrics.json
     path = tmp_path / "run"
-    path.mkdir()
+    path.mkdir(parents=True)
     lines = [{"image_id": f"img{i}", "completion": c, "box_scale": [1000, 1000], "sample": 0}
              for i, c in enumerate(completions)]
     (path / "predictions.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
@@ -79,3 +79,19 @@ def test_study_table_and_headroom(tmp_path):
     assert diagnostics.sampling_headroom(run)["best_of_k_recall"] == 55.0
     table = diagnostics.study_table({"SFT": run}, [{**ROW, "image_id": "img0"}]).splitlines()
     assert len(table) == 3 and table[2].startswith("| SFT | 0.00 | 40.00 | 40.00 |") and "55.00" in table[2]
+
+
+def test_answer_changes_tells_text_objects_relations_and_boxes_apart(tmp_path):
+    on, near = ("cat.1", "on", "mat.1"), ("cat.1", "near", "mat.1")
+    moved = json.dumps({"objects": [{"id": "cat.1", "bbox": [0, 0, 400, 500]}, OBJECTS[1]],
+                        "relationships": [{"subject": "cat.1", "predicate": "on", "object": "mat.1"}]})
+    before = run_dir(tmp_path / "a", [answer([on]), answer([on, near]), answer([on]), answer([on]), '{"objects": ['])
+    after = run_dir(tmp_path / "b", [answer([on]), answer([near, on]), answer([near]), moved, '{"objects": [{'])
+    changes = diagnostics.answer_changes(before, after)
+    # img0 identical; img1 the same relations in another order; img2 another relation; img3 a box moved; img4 both
+    # failed with different texts
+    assert changes["answers"] == 5
+    assert changes["unchanged_text"] == pytest.approx(20.0)
+    assert changes["unchanged_objects"] == pytest.approx(80.0)
+    assert changes["unchanged_relations"] == pytest.approx(60.0)
+    assert changes["changed_boxes_only"] == pytest.approx(20.0)

@@ -111,6 +111,8 @@ def test_weight_drift_measures_distance_against_adam_sized_steps(tmp_path):
     (sgd / "metrics.csv").write_text("step,train/grad_norm\n1,3.0\n2,1.0\n")
     other = run("other", torch.full((4, 4), 0.5), 0.5, 2, optim="adafactor")  # no yardstick: distance only
     cosine = run("cosine", torch.full((4, 4), 0.5), 0.5, 2, lr_scheduler="cosine")  # nor with a schedule
+    for path, text in ((start, '{"objects": [], "relationships": []}'), (moved, '{"objects": []')):
+        (path / "predictions.jsonl").write_text(json.dumps({"image_id": "a", "completion": text}) + "\n")
     grouped = run("grouped", torch.zeros(4, 4), 0.01, 25,  # the language layers stay, the other two move
                   {"model.visual.p": torch.full((2, 2), 0.5), "model.embed_tokens.weight": torch.ones(2, 2)})
     weight_drift.main(["--start", str(start), str(moved), str(sgd), str(other), str(cosine), str(grouped),
@@ -123,6 +125,9 @@ def test_weight_drift_measures_distance_against_adam_sized_steps(tmp_path):
     assert groups["vision"]["distance_over_random_walk"] == pytest.approx(10.0)
     assert groups["embedding"]["distance_over_random_walk"] == pytest.approx(20.0)
     assert sgd_row["groups"]["language"]["distance_over_random_walk"] is None  # Adam's yardstick only
+    # both kept their greedy answers: the one answer changed (to a failure)
+    assert row["greedy_answers"]["answers"] == 1 and row["greedy_answers"]["unchanged_text"] == 0
+    assert "greedy_answers" not in sgd_row
     assert cosine_row["distance"] == pytest.approx(2.0) and cosine_row["random_walk"] is None
     assert sgd_row["distance"] == pytest.approx(2.0) and sgd_row["straight_line"] == pytest.approx(1.0)
     assert sgd_row["random_walk"] == pytest.approx(0.5 * 2 ** 0.5)
