@@ -20,7 +20,8 @@ tied to the LM head, the language layers), with Adam's yardstick for each group'
 ``--answer-rows N`` the embedding's distance is split again into the rows of the tokens that the answers (the SFT
 targets of N training images) use and the rows of every other token. Where the start and the run both kept the
 greedy answers of their final validation (``predictions.jsonl``), the row also says how many of those answers the
-run left unchanged (:func:`sgglib.diagnostics.answer_changes`).
+run left unchanged, and whether the answers whose relations changed gained or lost Hard Recall against the start's
+validation rows (:func:`sgglib.diagnostics.answer_changes`).
 """
 
 from __future__ import annotations
@@ -87,7 +88,18 @@ def embedding_rows(a: dict, b: dict, ids: set[int]) -> dict:
             "answer_rows_distance": float(rows[mask].sum()) ** 0.5, "other_rows_distance": float(rows[~mask].sum()) ** 0.5}
 
 
-def drift(start: Path, run: Path, start_weights: dict | None = None, answer_ids: set[int] | None = None) -> dict:
+def validation_rows(start: Path) -> list | None:
+    """The ground-truth rows of ``start``'s validation split, where its ``predictions.jsonl`` answered them."""
+    config = read_json(start / "config.json")
+    if not (start / "predictions.jsonl").exists() or "dataset" not in config:
+        return None
+    from sgglib import data
+
+    return list(data.load_sgg(config["dataset"], split=config.get("val_split", "val")))
+
+
+def drift(start: Path, run: Path, start_weights: dict | None = None, answer_ids: set[int] | None = None,
+          rows: list | None = None) -> dict:
     """``run``'s distance from ``start`` and the two yardsticks for its steps and learning rate."""
     start_weights = start_weights if start_weights is not None else weights(start)
     run_weights = weights(run)
@@ -108,7 +120,7 @@ def drift(start: Path, run: Path, start_weights: dict | None = None, answer_ids:
         row["groups"]["embedding"].update(embedding_rows(start_weights, run_weights, answer_ids))
     if (start / "predictions.jsonl").exists() and (run / "predictions.jsonl").exists():
         # what the move did to the greedy answers of the final validations
-        row["greedy_answers"] = diagnostics.answer_changes(load_run(start.resolve()), load_run(run.resolve()))
+        row["greedy_answers"] = diagnostics.answer_changes(load_run(start.resolve()), load_run(run.resolve()), rows)
     if config.get("lr_scheduler", "constant") != "constant":
         return {**row, "random_walk": None, "straight_line": None, "distance_over_random_walk": None}
     if optim.startswith("adam"):
@@ -139,7 +151,8 @@ def main(argv=None) -> None:
     start = Path(args.start)
     start_weights = weights(start)
     ids = answer_token_ids(start, args.answer_rows) if args.answer_rows else None
-    rows = [drift(start, Path(r), start_weights, ids) for r in args.runs]
+    truth = validation_rows(start)
+    rows = [drift(start, Path(r), start_weights, ids, truth) for r in args.runs]
     write_json(Path(args.out), {"start": str(start), "runs": rows, "command": " ".join(["python"] + sys.argv)})
     for r in rows:
         line = f"{Path(r['run']).name:>24}: {r['steps']:>5} steps, moved {r['distance']:.3f}"
@@ -153,7 +166,8 @@ def main(argv=None) -> None:
         if "greedy_answers" in r:
             print(" " * 26 + "greedy answers unchanged: " + ", ".join(
                 f"{k.removeprefix('unchanged_')} {v:.0f} %" for k, v in r["greedy_answers"].items()
-                if k.startswith("unchanged_")))
+                if k.startswith("unchanged_")) + "; where the relations changed, recall "
+                + ", ".join(f"{k} {v}" for k, v in r["greedy_answers"].get("relations_changed_recall", {}).items()))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ from .analysis import Run
 from .graph import SceneGraph
 from .matching import triplet_scores
 from .parse import Failure, parse_completion
+from .prompts import solution
+from .rewards import EdgeHardReward
 from .viz import prediction_in_pixels
 
 
@@ -55,13 +57,16 @@ def _triplet(relation) -> tuple[str, str, str]:
     return relation.subject, relation.predicate, relation.object
 
 
-def answer_changes(before: Run, after: Run) -> dict[str, float]:
+def answer_changes(before: Run, after: Run, rows: Sequence[Mapping[str, Any]] | None = None) -> dict[str, float]:
     """Of the images both runs answered greedily, the % whose answer ``after`` left unchanged: the identical text,
     the same object ids in the same order, the same set of relation triplets (subject id, predicate, object id), and
-    the same graph but for the boxes. A failed answer counts as unchanged only if both texts are identical."""
+    the same graph but for the boxes. A failed answer counts as unchanged only if both texts are identical. With the
+    ground-truth ``rows``, the images whose relation set changed are counted by what that did to their Hard Recall
+    (the reward's per-image recall): rose, fell or held."""
     a, b = _records(before), _records(after)
     shared = sorted(set(a) & set(b))
     same = {"text": 0, "objects": 0, "relations": 0, "boxes_only": 0}
+    changed = []
     for image in shared:
         ta, tb = a[image].get("completion"), b[image].get("completion")
         ga, gb = parse_completion(ta).graph, parse_completion(tb).graph
@@ -69,15 +74,28 @@ def answer_changes(before: Run, after: Run) -> dict[str, float]:
         if ga is None or gb is None:
             same["objects"] += ta == tb
             same["relations"] += ta == tb
+            if ta != tb:
+                changed.append(image)
             continue
         objects = [o.id for o in ga.objects] == [o.id for o in gb.objects]
         relations = sorted(map(_triplet, ga.relations)) == sorted(map(_triplet, gb.relations))
         same["objects"] += objects
         same["relations"] += relations
         same["boxes_only"] += objects and relations and [o.bbox for o in ga.objects] != [o.bbox for o in gb.objects]
+        if not relations:
+            changed.append(image)
     n = max(1, len(shared))
-    return {"answers": len(shared), **{f"unchanged_{k}": 100 * v / n for k, v in same.items() if k != "boxes_only"},
-            "changed_boxes_only": 100 * same["boxes_only"] / n}
+    out = {"answers": len(shared), **{f"unchanged_{k}": 100 * v / n for k, v in same.items() if k != "boxes_only"},
+           "changed_boxes_only": 100 * same["boxes_only"] / n}
+    if rows is not None and changed:
+        solutions = {str(r["image_id"]): solution(r) for r in rows}
+        changed = [i for i in changed if i in solutions]
+        recall = [EdgeHardReward()([x[i].get("completion") for i in changed], [solutions[i] for i in changed],
+                                   [x[i].get("box_scale") for i in changed]) for x in (a, b)]
+        out["relations_changed_recall"] = {"rose": sum(y > x for x, y in zip(*recall)),
+                                           "fell": sum(y < x for x, y in zip(*recall)),
+                                           "held": sum(y == x for x, y in zip(*recall))}
+    return out
 
 
 def complete_graph_scores(run: Run, rows: Sequence[Mapping[str, Any]], iou_threshold: float = 0.5

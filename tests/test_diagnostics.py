@@ -95,3 +95,10 @@ def test_answer_changes_tells_text_objects_relations_and_boxes_apart(tmp_path):
     assert changes["unchanged_objects"] == pytest.approx(80.0)
     assert changes["unchanged_relations"] == pytest.approx(60.0)
     assert changes["changed_boxes_only"] == pytest.approx(20.0)
+    assert "relations_changed_recall" not in changes
+    # against the ground truth (cat.1 on mat.1 everywhere): img2 lost its hit, img4 failed both times
+    rows = [{**ROW, "image_id": f"img{i}"} for i in range(5)]
+    scored = diagnostics.answer_changes(before, after, rows)
+    assert scored["relations_changed_recall"] == {"rose": 0, "fell": 1, "held": 1}
+    swapped = diagnostics.answer_changes(after, before, rows)["relations_changed_recall"]
+    assert swapped == {"rose": 1, "fell": 0, "held": 1}
