@@ -193,6 +193,9 @@ def test_notebook_05_runs_headless_on_fake_runs(fake, tmp_path):
     assert {"curves.png", "long_tail.png", "ablation_group_size.png"} <= names
     assert any(n.startswith("best-R1-SGG") for n in names) and any(n.startswith("worst-SFT") for n in names)
     assert "| R1-SGG |" in (report / "table.md").read_text()
+    changes = json.loads((report / "answer_changes.json").read_text())  # SFT → R1-SGG, per greedy answer
+    assert set(changes) == {"R1-SGG"} and changes["R1-SGG"]["answers"] > 0
+    assert 0 <= changes["R1-SGG"]["unchanged_relations"] <= 100
 
 
 def test_summarize_run_reads_zero_shot_and_training_runs(fake):
