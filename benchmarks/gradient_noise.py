@@ -21,7 +21,8 @@ Standard errors are jackknife estimates over the draws.
     .venv/bin/python benchmarks/gradient_noise.py \\
         --grpo reports/study/control-seed0/grpo-real-curve/config.json \\
         --sft reports/study/control-seed0/sft-more-12min/config.json \\
-        --variant placebo=shuffle_rewards=true --draws 64 --out reports/reference/study/gradient-noise-control-seed0.json
+        --variant placebo=shuffle_rewards=true --draws 64 \\
+        --out reports/reference/study/gradient-noise-control-seed0.json
 
 ``--grpo`` and ``--sft`` are run directories' ``config.json``: the GRPO run's recipe and start, and an SFT recipe of
 the same world (its data, batch and prompt), which the probe runs from GRPO's start. ``--variant NAME=field=value,…``
@@ -47,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sgglib.models import PARAMETER_GROUPS, parameter_group  # noqa: E402
 from sgglib.runs import read_json, write_json  # noqa: E402
+
 
 class GradientProbe(TrainerCallback):
     """Copy each optimizer step's gradient into one row of ``rows`` and drop it: the optimizer then has no gradient
@@ -136,7 +138,8 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> dict[str, float] | None:
 
     def cos(keep):
         c, n = cross[keep][:, keep], int(keep.sum())
-        return float(c.sum()) / n ** 2 / (_signal_noise(ga[keep][:, keep])[0] * _signal_noise(gb[keep][:, keep])[0]) ** 0.5
+        norms = _signal_noise(ga[keep][:, keep])[0] * _signal_noise(gb[keep][:, keep])[0]
+        return float(c.sum()) / n ** 2 / norms ** 0.5
 
     keep = torch.ones(k, dtype=torch.bool)
     value, loo = cos(keep), []
@@ -217,13 +220,14 @@ def main(argv=None) -> dict:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--grpo", required=True, help="a GRPO run's config.json: the recipe and its start")
-    ap.add_argument("--sft", required=True, help="an SFT run's config.json on the same world: its recipe, run from GRPO's start")
+    ap.add_argument("--sft", required=True,
+                    help="an SFT run's config.json on the same world: its recipe, run from GRPO's start")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=FIELD=VALUE[,FIELD=VALUE]",
                     help="a further GRPO probe with these config fields changed (repeatable)")
     ap.add_argument("--draws", type=int, default=64, help="gradient draws per probe")
     ap.add_argument("--out", required=True, help="the JSON to write")
     ap.add_argument("--reuse", action="store_true",
-                    help="read a probe's draws from its gradients.pt when an earlier run kept as many")
+                    help="read a probe's draws from its gradients.pt when the same config made them")
     args = ap.parse_args(argv)
     grpo_cfg = load_config(GRPORunConfig, Path(args.grpo), max_steps=args.draws)
     sft_cfg = load_config(SFTRunConfig, Path(args.sft), max_steps=args.draws)
@@ -251,13 +255,14 @@ def main(argv=None) -> dict:
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     cosines = {f"{a}~{b}": {"all": cosine(rows[a], rows[b]),
                             **{g: cosine(groups[a][g], groups[b][g]) for g in groups[a]}} for a, b in pairs}
-    out = {"start": str(start), "grpo_config": str(Path(args.grpo).resolve()), "sft_config": str(Path(args.sft).resolve()),
-           "probes": results, "cosine_of_expected_gradients": cosines,
+    out = {"start": str(start), "grpo_config": str(Path(args.grpo).resolve()),
+           "sft_config": str(Path(args.sft).resolve()), "probes": results, "cosine_of_expected_gradients": cosines,
            "command": " ".join(["python"] + sys.argv), "when": time.strftime("%Y-%m-%d %H:%M:%S")}
     write_json(Path(args.out), out)
     for name, r in results.items():
         print(f"{name:>14}: snr {r['snr']:.4f} ± {r['snr_se']:.4f}  adam share {r['adam_signal_share']:.4f} ± "
-              f"{r['adam_signal_share_se']:.4f}  samples for snr 1 {r['samples_for_snr_1'] or float('nan'):.0f}  |g| {r['mean_grad_norm']:.3f}")
+              f"{r['adam_signal_share_se']:.4f}  samples for snr 1 {r['samples_for_snr_1'] or float('nan'):.0f}  "
+              f"|g| {r['mean_grad_norm']:.3f}")
     for pair, values in cosines.items():
         print(f"{pair:>24}: " + "  ".join(f"{g} {v['cosine']:+.2f} ± {v['se']:.2f}" if v else f"{g} –"
                                           for g, v in values.items()))

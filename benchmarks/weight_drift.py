@@ -85,7 +85,8 @@ def embedding_rows(a: dict, b: dict, ids: set[int]) -> dict:
     mask = torch.zeros(len(rows), dtype=torch.bool)
     mask[sorted(i for i in ids if i < len(rows))] = True
     return {"answer_tokens": int(mask.sum()), "vocabulary": len(rows),
-            "answer_rows_distance": float(rows[mask].sum()) ** 0.5, "other_rows_distance": float(rows[~mask].sum()) ** 0.5}
+            "answer_rows_distance": float(rows[mask].sum()) ** 0.5,
+            "other_rows_distance": float(rows[~mask].sum()) ** 0.5}
 
 
 def validation_rows(start: Path) -> list | None:

@@ -70,7 +70,8 @@ def test_the_probe_takes_each_grpo_step_and_the_weights_stay(tmp_path, policy):
 def test_probes_capture_a_gradient_per_step_and_leave_the_weights(tmp_path, monkeypatch, mini_cell):
     folder = mini_cell
     argv = ["--grpo", str(folder / "grpo" / "config.json"), "--sft", str(folder / "sft-more-0.01min" / "config.json"),
-            "--variant", "placebo=shuffle_rewards=true,temperature=1.0", "--draws", "3", "--out", str(tmp_path / "gn.json")]
+            "--variant", "placebo=shuffle_rewards=true,temperature=1.0", "--draws", "3",
+            "--out", str(tmp_path / "gn.json")]
     gradient_noise.main(argv)
     out = json.loads((tmp_path / "gn.json").read_text())
     assert set(out["probes"]) == {"sft", "grpo", "placebo"}
