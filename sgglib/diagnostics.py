@@ -11,7 +11,8 @@ ground-truth rows only; never loads a model.
   ``ΔR = ΔV · R_valid,before + V_after · ΔR_valid``;
 * :func:`sampling_headroom` — best-of-k against mean-sample recall, from a run's ``metrics.json`` (``best_of``);
 * :func:`answer_changes` — how many of one run's greedy answers another run left as they were: the whole text, the
-  object list, the relation set.
+  object list, the relation set;
+* :func:`sample_divergence` — where a run's samples part from each other and from its greedy answer.
 
 All percentages. The hit test is the metric's own (:func:`sgglib.matching.triplet_scores`, IoU ≥ 0.5).
 """
@@ -19,14 +20,16 @@ All percentages. The hit test is the metric's own (:func:`sgglib.matching.triple
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Mapping, Sequence
 
 from .analysis import Run
 from .graph import SceneGraph
 from .matching import triplet_scores
-from .parse import Failure, parse_completion
+from .parse import Failure, completion_text, parse_completion
 from .prompts import solution
 from .rewards import EdgeHardReward
+from .runs import read_predictions
 from .viz import prediction_in_pixels
 
 
@@ -165,6 +168,39 @@ def sampling_headroom(run: Run) -> dict[str, float] | None:
     if not sampling:
         return None
     return {**sampling, "greedy_recall": run.metrics.get("recall", math.nan)}
+
+
+def sample_divergence(run: Run) -> dict[str, float] | None:
+    """Where a run's sampled answers (``samples.jsonl``, written with ``best_of``) part from each other and from its
+    greedy answer. Per image: the share of its samples' text that lies inside the prefix all of them share — where a
+    GRPO group's advantages sum to zero and its update cancels. Per sample: whether it first leaves the image's greedy
+    answer inside the object list or after the ``"relationships"`` key, or equals it. Characters, not tokens. None if
+    the run kept no samples."""
+    path = run.path / "samples.jsonl"
+    if not path.exists():
+        return None
+    groups: dict[str, list[str]] = {}
+    for record in read_predictions(path):
+        groups.setdefault(str(record["image_id"]), []).append(completion_text(record.get("completion")))
+    greedy = {k: completion_text(r.get("completion")) for k, r in _records(run).items()}
+    shared, leaves = [], {"objects": 0, "relations": 0, "identical": 0}
+    for image, texts in groups.items():
+        prefix = os.path.commonprefix(texts)
+        shared.append(len(prefix) * len(texts) / max(1, sum(map(len, texts))))
+        if image not in greedy:
+            continue
+        for text in texts:
+            if text == greedy[image]:
+                leaves["identical"] += 1
+            else:
+                left = os.path.commonprefix([text, greedy[image]])
+                leaves["relations" if '"relationships"' in left else "objects"] += 1
+    n = max(1, sum(leaves.values()))
+    return {"images": len(groups), "samples": sum(leaves.values()),
+            "shared_prefix_share": 100 * sum(shared) / max(1, len(shared)),
+            "samples_leaving_greedy_in_objects": 100 * leaves["objects"] / n,
+            "samples_leaving_greedy_in_relations": 100 * leaves["relations"] / n,
+            "samples_equal_to_greedy": 100 * leaves["identical"] / n}
 
 
 def study_table(runs: Mapping[str, Run], rows: Sequence[Mapping[str, Any]] | None = None) -> str:

@@ -102,3 +102,20 @@ def test_answer_changes_tells_text_objects_relations_and_boxes_apart(tmp_path):
     assert scored["relations_changed_recall"] == {"rose": 0, "fell": 1, "held": 1}
     swapped = diagnostics.answer_changes(after, before, rows)["relations_changed_recall"]
     assert swapped == {"rose": 1, "fell": 0, "held": 1}
+
+
+def test_sample_divergence_finds_the_shared_prefix_and_where_samples_leave_the_greedy_answer(tmp_path):
+    on, near = ("cat.1", "on", "mat.1"), ("cat.1", "near", "mat.1")
+    run = run_dir(tmp_path, [answer([on])])  # img0's greedy answer
+    assert diagnostics.sample_divergence(run) is None  # no samples kept
+    moved = answer([on]).replace("500, 500]", "400, 500]")  # a box digit: leaves inside the object list
+    samples = [answer([on]), answer([near]), moved, answer([on])]
+    (run.path / "samples.jsonl").write_text("".join(
+        json.dumps({"image_id": "img0", "completion": c, "sample": i}) + "\n" for i, c in enumerate(samples)))
+    out = diagnostics.sample_divergence(run)
+    assert out["images"] == 1 and out["samples"] == 4
+    assert out["samples_equal_to_greedy"] == 50.0
+    assert out["samples_leaving_greedy_in_objects"] == 25.0 and out["samples_leaving_greedy_in_relations"] == 25.0
+    # the four share the text up to the moved box's first digit: everything before it, in each of them
+    common = answer([on]).index("500, 500]")
+    assert out["shared_prefix_share"] == pytest.approx(100 * 4 * common / sum(map(len, samples)))
