@@ -62,8 +62,8 @@ def _triplet(relation) -> tuple[str, str, str]:
 
 def answer_changes(before: Run, after: Run, rows: Sequence[Mapping[str, Any]] | None = None) -> dict[str, float]:
     """Of the images both runs answered greedily, the % whose answer ``after`` left unchanged: the identical text,
-    the same object ids in the same order, the same set of relation triplets (subject id, predicate, object id), and
-    the same graph but for the boxes. A failed answer counts as unchanged only if both texts are identical. With the
+    the same object ids in the same order, the same set of relation triplets (subject id, predicate, object id);
+    and, as ``changed_boxes_only``, the % whose ids and triplets stayed while a box moved. A failed answer counts as unchanged only if both texts are identical. With the
     ground-truth ``rows``, the images whose relation set changed are counted by what that did to their Hard Recall
     (the reward's per-image recall): rose, fell or held."""
     a, b = _records(before), _records(after)

@@ -195,7 +195,6 @@ def apply_lora(model, lora: Any):
     return get_peft_model(model, config)
 
 
-# -- inference -------------------------------------------------------------------------------------------------------
 PARAMETER_GROUPS = ("vision", "embedding", "language")
 
 
@@ -210,6 +209,7 @@ def parameter_group(name: str) -> str:
     return "language"
 
 
+# -- inference -------------------------------------------------------------------------------------------------------
 def box_convention(processor) -> str:
     """``"qwen2.5vl"`` (boxes in resized-input pixels) for a Qwen2.5-VL processor, else ``"qwen2vl"`` (0–1000)."""
     return "qwen2.5vl" if isinstance(processor, Qwen2_5_VLProcessor) else "qwen2vl"
