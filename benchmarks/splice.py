@@ -60,6 +60,8 @@ def main(argv=None) -> dict:
         fields = {k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__}
         cfg = TrainConfig(**{**fields, **({"val_limit": args.val_limit} if args.val_limit else {})})
         _, val_rows = load_rows(cfg)
+        if not val_rows:
+            raise ValueError(f"{run} validated no images (val_limit 0): pass --val-limit N")
         vocabulary = data.vocabulary(cfg.dataset) if cfg.prompt != "open" else None
         run_model, _ = load_model_and_processor(run / "final", dtype="float32")
         if [n for n, _ in run_model.named_parameters()] != [n for n, _ in model.named_parameters()]:
