@@ -46,8 +46,11 @@ from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from world_study import literal  # noqa: E402  (this folder is on sys.path when a benchmark runs)
+
+from sgglib.config import parse_cli  # noqa: E402
 from sgglib.models import PARAMETER_GROUPS, parameter_group  # noqa: E402
-from sgglib.runs import read_json, write_json  # noqa: E402
+from sgglib.runs import write_json  # noqa: E402
 
 
 class GradientProbe(TrainerCallback):
@@ -150,10 +153,12 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> dict[str, float] | None:
     return {"cosine": value, "se": _jackknife_se(loo)}
 
 
-def probe(kind: str, cfg, run_dir: Path, reuse: bool = False) -> tuple[torch.Tensor, dict[str, list[slice]]]:
+def probe(kind: str, cfg, run_dir: Path, reuse: bool = False
+          ) -> tuple[torch.Tensor, dict[str, list[slice]], float | None]:
     """Run ``cfg`` (a GRPORunConfig or SFTRunConfig) with the gradient probe into ``run_dir`` (emptied first), check
     that its final weights equal its start's, and keep the draws in ``run_dir/gradients.pt`` with the config that
-    made them. Returns the draws (one row each) and each parameter group's columns. With ``reuse``, an earlier
+    made them. Returns the draws (one row each), each parameter group's columns and the training loop's seconds per
+    step (None for draws kept by a version that did not time them). With ``reuse``, an earlier
     probe's draws are read instead when its config was the same."""
     from sgglib.models import load_model_and_processor
     from sgglib.train.grpo import train_grpo, weights_digest
@@ -167,26 +172,29 @@ def probe(kind: str, cfg, run_dir: Path, reuse: bool = False) -> tuple[torch.Ten
         kept = torch.load(saved)
         if kept.get("config") == recipe:
             print(f"[probe] {run_dir.name}: {cfg.max_steps} draws read from {saved}", flush=True)
-            return kept["rows"], {g: [slice(*span) for span in spans] for g, spans in kept["groups"].items()}
+            return (kept["rows"], {g: [slice(*span) for span in spans] for g, spans in kept["groups"].items()},
+                    kept.get("seconds_per_step"))
         print(f"[probe] {run_dir.name}: {saved} came from another config; probing again", flush=True)
     if run_dir.exists():
         shutil.rmtree(run_dir)
     callback = GradientProbe()
-    t0 = time.time()
+    t0 = time.perf_counter()
     if kind == "grpo":
         start = train_grpo(cfg, extra_callbacks=[callback])["init"]
     else:
         train_sft(cfg, extra_callbacks=[callback])
         start = cfg.model
-    print(f"[probe] {run_dir.name}: {len(callback.rows)} draws in {time.time() - t0:.0f} s", flush=True)
+    seconds = time.perf_counter() - t0  # the whole run: loading, the steps, saving final/
+    print(f"[probe] {run_dir.name}: {len(callback.rows)} draws in {seconds:.0f} s", flush=True)
     digests = [weights_digest(load_model_and_processor(path, dtype="float32")[0])
                for path in (start, run_dir / "final")]
     if digests[0] != digests[1]:
         raise RuntimeError(f"{run_dir}: the probe's weights moved from {start}; the update was not taken out")
     rows, groups = callback.matrix(), callback.group_slices()
+    per_step = seconds / max(1, len(callback.rows))
     torch.save({"rows": rows, "groups": {g: [[s.start, s.stop] for s in spans] for g, spans in groups.items()},
-                "config": recipe}, saved)
-    return rows, groups
+                "config": recipe, "seconds_per_step": per_step}, saved)
+    return rows, groups, per_step
 
 
 def by_group(rows: torch.Tensor, groups: dict[str, list[slice]]) -> dict[str, torch.Tensor]:
@@ -195,23 +203,11 @@ def by_group(rows: torch.Tensor, groups: dict[str, list[slice]]) -> dict[str, to
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
+    """``NAME=field=value[,field=value…]`` → the name and the fields, values read as world_study's ``-g`` reads them."""
     name, _, fields = text.partition("=")
     if not name or not fields:
         raise ValueError(f"--variant {text!r}: expected NAME=field=value[,field=value…]")
-    out = {}
-    for item in fields.split(","):
-        key, _, value = item.partition("=")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return name, out
-
-
-def load_config(cls, path: Path, **changes):
-    names = {f.name for f in dataclasses.fields(cls)}
-    saved = read_json(path)
-    return dataclasses.replace(cls(**{k: v for k, v in saved.items() if k in names}), **changes)
+    return name, {key: literal(value) for key, _, value in (item.partition("=") for item in fields.split(","))}
 
 
 def main(argv=None) -> dict:
@@ -229,8 +225,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--reuse", action="store_true",
                     help="read a probe's draws from its gradients.pt when the same config made them")
     args = ap.parse_args(argv)
-    grpo_cfg = load_config(GRPORunConfig, Path(args.grpo), max_steps=args.draws)
-    sft_cfg = load_config(SFTRunConfig, Path(args.sft), max_steps=args.draws)
+    grpo_cfg = dataclasses.replace(parse_cli(GRPORunConfig, [args.grpo]), max_steps=args.draws)
+    sft_cfg = dataclasses.replace(parse_cli(SFTRunConfig, [args.sft]), max_steps=args.draws)
     start = Path(resolve_init(grpo_cfg.init, grpo_cfg.model_id)).resolve()
     if Path(sft_cfg.dataset).resolve() != Path(grpo_cfg.dataset).resolve():
         raise ValueError(f"the GRPO recipe trains on {grpo_cfg.dataset} and the SFT one on {sft_cfg.dataset}: the "
@@ -243,12 +239,13 @@ def main(argv=None) -> dict:
         probes[name] = ("grpo", dataclasses.replace(grpo_cfg, **changes), changes)
     results, rows, groups = {}, {}, {}
     for name, (kind, cfg, changes) in probes.items():
-        rows[name], slices = probe(kind, cfg, folder / f"probe-{Path(args.grpo).resolve().parent.name}-{name}",
-                                   args.reuse)
+        run_dir = folder / f"probe-{Path(args.grpo).resolve().parent.name}-{name}"
+        rows[name], slices, per_step = probe(kind, cfg, run_dir, args.reuse)
         groups[name] = by_group(rows[name], slices)
         samples = cfg.prompts_per_step * cfg.group_size if kind == "grpo" else cfg.batch_size * cfg.grad_accum
         stats = noise_stats(rows[name])
-        results[name] = {"kind": kind, "changes": changes, "samples_per_step": samples, **stats,
+        results[name] = {"kind": kind, "changes": changes, "samples_per_step": samples, "seconds_per_step": per_step,
+                         **stats,
                          "samples_for_snr_1": samples * stats["steps_for_snr_1"] if stats["steps_for_snr_1"] else None,
                          "groups": {g: noise_stats(x) for g, x in groups[name].items()}, "weights_unchanged": True}
     names = list(results)

@@ -15,6 +15,7 @@ part's row would show its share of the run's change.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -22,8 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sgglib import data  # noqa: E402
+from sgglib.config import parse_cli  # noqa: E402
 from sgglib.models import PARAMETER_GROUPS, load_model_and_processor, parameter_group  # noqa: E402
-from sgglib.runs import read_json, write_json  # noqa: E402
+from sgglib.runs import write_json  # noqa: E402
 from sgglib.train.common import TrainConfig, greedy_validation, load_rows  # noqa: E402
 
 SPLICES = {"none": (), **{g: (g,) for g in PARAMETER_GROUPS}, "body": ("vision", "language"),
@@ -56,9 +58,8 @@ def main(argv=None) -> dict:
     start_state = {k: v.clone() for k, v in model.state_dict().items()}
     results = []
     for run in map(Path, args.runs):
-        config = read_json(run / "config.json")
-        fields = {k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__}
-        cfg = TrainConfig(**{**fields, **({"val_limit": args.val_limit} if args.val_limit else {})})
+        cfg = parse_cli(TrainConfig, [str(run / "config.json")])
+        cfg = dataclasses.replace(cfg, val_limit=args.val_limit or cfg.val_limit)
         _, val_rows = load_rows(cfg)
         if not val_rows:
             raise ValueError(f"{run} validated no images (val_limit 0): pass --val-limit N")

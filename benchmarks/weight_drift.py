@@ -100,7 +100,7 @@ def validation_rows(start: Path) -> list | None:
 
 
 def drift(start: Path, run: Path, start_weights: dict | None = None, answer_ids: set[int] | None = None,
-          rows: list | None = None) -> dict:
+          rows: list | None = None, start_run=None) -> dict:
     """``run``'s distance from ``start`` and the two yardsticks for its steps and learning rate."""
     start_weights = start_weights if start_weights is not None else weights(start)
     run_weights = weights(run)
@@ -121,7 +121,8 @@ def drift(start: Path, run: Path, start_weights: dict | None = None, answer_ids:
         row["groups"]["embedding"].update(embedding_rows(start_weights, run_weights, answer_ids))
     if (start / "predictions.jsonl").exists() and (run / "predictions.jsonl").exists():
         # what the move did to the greedy answers of the final validations
-        row["greedy_answers"] = diagnostics.answer_changes(load_run(start.resolve()), load_run(run.resolve()), rows)
+        row["greedy_answers"] = diagnostics.answer_changes(start_run or load_run(start.resolve()),
+                                                           load_run(run.resolve()), rows)
     if config.get("lr_scheduler", "constant") != "constant":
         return {**row, "random_walk": None, "straight_line": None, "distance_over_random_walk": None}
     if optim.startswith("adam"):
@@ -153,7 +154,8 @@ def main(argv=None) -> None:
     start_weights = weights(start)
     ids = answer_token_ids(start, args.answer_rows) if args.answer_rows else None
     truth = validation_rows(start)
-    rows = [drift(start, Path(r), start_weights, ids, truth) for r in args.runs]
+    start_run = load_run(start.resolve())
+    rows = [drift(start, Path(r), start_weights, ids, truth, start_run) for r in args.runs]
     write_json(Path(args.out), {"start": str(start), "runs": rows, "command": " ".join(["python"] + sys.argv)})
     for r in rows:
         line = f"{Path(r['run']).name:>24}: {r['steps']:>5} steps, moved {r['distance']:.3f}"
