@@ -5,7 +5,8 @@ GRPO defaults' prompt, system turn and temperature, scores them with a reward pr
 + the size guard), and computes GRPO's advantage per sample ((r − group mean) / (group std + 1e-4), as TRL does).
 Then it groups the samples by what they are — a parse failure (by reason) or a valid graph (by its number of
 objects, with or without relations) — and reports, per kind, how many there are, their mean reward components and
-their mean advantage. Writes ``reports/bench/zero_diagnosis.json``.
+their mean advantage; and how many samples try to write a relation (a ``"predicate"`` key anywhere in the text) and
+how many of those parse as a graph with relations. Writes ``reports/bench/zero_diagnosis.json``.
 
     .venv/bin/python benchmarks/zero_diagnosis.py [--images 16] [--group 8] [--temperature 0.7] [--rewards hard] [--guard strict]
 """
@@ -22,18 +23,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sgglib import data, prompts, rewards  # noqa: E402
+from sgglib.diagnostics import answer_kind  # noqa: E402
 from sgglib.models import load_model_and_processor, predict  # noqa: E402
-from sgglib.parse import parse_completion  # noqa: E402
 from sgglib.runs import reports_dir, write_json  # noqa: E402
-
-
-def kind(text: str) -> str:
-    result = parse_completion(text)
-    if not result.ok:
-        return f"failure: {result.failure.value}"
-    n = len(result.graph.objects)
-    size = "1 object" if n == 1 else f"{n} objects" if n <= 3 else "4+ objects"
-    return f"valid, {size}, {'with' if result.graph.relations else 'no'} relations"
 
 
 def main(argv=None) -> dict:
@@ -66,8 +58,10 @@ def main(argv=None) -> dict:
     groups = total.reshape(-1, args.group)
     advantage = ((groups - groups.mean(1, keepdims=True)) / (groups.std(1, ddof=1, keepdims=True) + 1e-4)).ravel()
     by_kind: dict[str, list[int]] = defaultdict(list)
-    for i, text in enumerate(texts):
-        by_kind[kind(text)].append(i)
+    kinds = [answer_kind(text) for text in texts]
+    for i, k in enumerate(kinds):
+        by_kind[k].append(i)
+    attempts = [k for text, k in zip(texts, kinds) if '"predicate"' in text]
     table = {k: {"samples": len(ix), "share": len(ix) / len(texts), "mean_advantage": float(advantage[ix].mean()),
                  "mean_reward": float(total[ix].mean()),
                  **{f"mean_{name}": float(values[ix].mean()) for name, values in parts.items()}}
@@ -75,12 +69,15 @@ def main(argv=None) -> dict:
     result = {"model": args.model, "images": args.images, "group": args.group, "temperature": args.temperature,
               "rewards": weights, "zero_variance_groups": float((groups.std(1) == 0).mean()),
               "guard": args.guard, "groups_with_any_recall": float((recall.reshape(-1, args.group) > 0).any(1).mean()),
+              "relation_attempts": len(attempts) / len(texts),
+              "relation_attempts_valid": sum(k.endswith("with relations") for k in attempts) / max(1, len(attempts)),
               "by_kind": table, "command": " ".join(["python"] + sys.argv)}
     write_json(args.out, result)
     for k, row in table.items():
         print(f"{k:<40} {row['samples']:>4}  advantage {row['mean_advantage']:+.2f}  reward {row['mean_reward']:.2f}")
     print(f"zero-variance groups {result['zero_variance_groups']:.0%}, groups with any recall "
-          f"{result['groups_with_any_recall']:.0%}")
+          f"{result['groups_with_any_recall']:.0%}, samples writing a relation {result['relation_attempts']:.0%} "
+          f"(valid graphs: {result['relation_attempts_valid']:.0%} of them)")
     return result
 
 

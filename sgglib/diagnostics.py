@@ -1,6 +1,7 @@
 """What a run's outputs are made of — the analyses the paper lacks. Reads run directories (:class:`analysis.Run`) and
 ground-truth rows only; never loads a model.
 
+* :func:`answer_kind` — what one completion is: a failure by reason, or a valid graph by size and relations;
 * :func:`output_stats` — per run: relations and objects per valid answer, repeated ids, relations to undefined ids,
   self-relations, truncated and other failed answers;
 * :func:`complete_graph_scores` — against the synthetic world's *complete* graph (every relation that holds, which
@@ -35,6 +36,17 @@ from .viz import prediction_in_pixels
 
 def _records(run: Run) -> dict[str, dict]:
     return {str(r["image_id"]): r for r in run.records() if r.get("sample", 0) == 0}
+
+
+def answer_kind(text: str | None) -> str:
+    """What a completion is, as a label: ``"failure: <reason>"``, or ``"valid, <size>, with|no relations"`` with
+    size 1 object, 2 objects, 3 objects or 4+ objects."""
+    result = parse_completion(text)
+    if not result.ok:
+        return f"failure: {result.failure.value}"
+    n = len(result.graph.objects)
+    size = "1 object" if n == 1 else "4+ objects" if n >= 4 else f"{n} objects"
+    return f"valid, {size}, {'with' if result.graph.relations else 'no'} relations"
 
 
 def output_stats(run: Run) -> dict[str, float]:

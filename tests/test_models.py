@@ -143,8 +143,8 @@ def test_aux_tasks_never_ask_for_a_scene_graph():
 
     from sgglib import prompts
     from sgglib.data import Vocabulary
-    from sgglib.parse import parse_completion
     from sgglib.embedded.aux_tasks import aux_examples
+    from sgglib.parse import parse_completion
 
     row = {"image": Image.new("RGB", (100, 100)), "width": 100, "height": 100,
            "objects": [{"id": "red circle.1", "bbox": [50, 50, 60, 60]}, {"id": "blue square.1", "bbox": [0, 0, 10, 10]}],
@@ -169,3 +169,71 @@ def test_aux_tasks_never_ask_for_a_scene_graph():
         assert json.loads(relate.strip("`json\n")) == {"relationships": row["relationships"]}
         assert parse_completion(relate).failure.value == "missing_keys"
     assert seen == {(False, False), (False, True), (True, False), (True, True)}
+
+
+def test_transcribe_task_is_text_to_graph_on_a_blank_image():
+    # the optional sixth task writes a *random* scene, given in words, as a whole scene graph: the schema without any
+    # image content. The answer must parse as a valid graph holding exactly the described objects and relations, with
+    # no self-relation and no id the object list lacks; without ``transcribe`` the five tasks are drawn as before
+    import random
+
+    from sgglib import prompts
+    from sgglib.data import Vocabulary
+    from sgglib.embedded.aux_tasks import aux_examples
+    from sgglib.parse import parse_completion
+
+    row = {"image": Image.new("RGB", (90, 60), (0, 0, 0)), "width": 90, "height": 60,
+           "objects": [{"id": "red circle.1", "bbox": [5, 5, 20, 20]}], "relationships": []}
+    vocab = Vocabulary(("red circle", "blue square", "green frame"), ("near", "left of"))
+    plain = aux_examples(row, random.Random(3), vocabulary=vocab)
+    extended = aux_examples(row, random.Random(3), vocabulary=vocab, transcribe=vocab)
+    assert extended[:5] == plain and len(extended) == 6
+    relation_counts = set()
+    for seed in range(30):
+        ex = aux_examples(row, random.Random(seed), transcribe=vocab)[-1]
+        assert ex["images"][0].size == (90, 60) and ex["images"][0].getextrema() == ((255, 255),) * 3
+        text = ex["prompt"][-1]["content"][-1]["text"]
+        closed = prompts.closed_prompt(vocab.categories, vocab.predicates)
+        assert text.startswith("Generate a scene graph for this description")
+        assert text.endswith(closed.split("\n", 1)[1]) and text.split("\n")[1].startswith("Description: ")
+        result = parse_completion(ex["completion"][0]["content"][0]["text"])
+        assert result.ok
+        ids = [o.id for o in result.graph.objects]
+        assert len(set(ids)) == len(ids) and all(o.category in vocab.categories for o in result.graph.objects)
+        description = text.split("\n")[1]
+        for o in result.graph.objects:
+            assert f"{o.id} is at [{', '.join(str(int(v)) for v in o.bbox)}]." in description
+        for r in result.graph.relations:
+            assert r.subject != r.object and {r.subject, r.object} <= set(ids) and r.predicate in vocab.predicates
+            assert f"{r.subject} is {r.predicate} {r.object}." in description
+        relation_counts.add(len(result.graph.relations))
+    assert 0 in relation_counts and max(relation_counts) >= 3
+    # unstated_relations=1: the description names the objects only, and the answer still lists the relations
+    guessed = [aux_examples(row, random.Random(seed), transcribe=vocab, unstated_relations=1.0)[-1] for seed in range(30)]
+    assert all(" is at [" in e["prompt"][-1]["content"][-1]["text"] for e in guessed)
+    assert not any(f" is {p} " in e["prompt"][-1]["content"][-1]["text"].split("\n")[1]
+                   for e in guessed for p in vocab.predicates)
+    assert sum('"subject"' in e["completion"][0]["content"][0]["text"] for e in guessed) >= 10
+
+
+def test_base_tasks_scores_relate_answers_at_the_level_of_ids():
+    # benchmarks/base_tasks.py: a relate answer scores its exact triplets; anything else writes none (not a crash)
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from base_tasks import relate_scores, written_triplets
+
+    from sgglib.diagnostics import answer_kind
+
+    fenced = '```json\n{"relationships": [{"subject": "a.1", "predicate": "near", "object": "b.1"}]}\n```'
+    assert written_triplets(fenced) == {("a.1", "near", "b.1")} == written_triplets(fenced.strip("`json\n"))
+    assert written_triplets("a.1 is near b.1.") == set() == written_triplets('```json\n{"objects": []}\n```')
+    assert written_triplets('{"relationships": [1]}') == set()
+    rows = [{"relationships": [{"subject": "a.1", "predicate": "near", "object": "b.1"},
+                               {"subject": "b.1", "predicate": "on", "object": "a.1"}]},
+            {"relationships": [{"subject": "c.1", "predicate": "near", "object": "a.1"}]}]
+    scores = relate_scores([fenced, "nothing"], rows)
+    assert scores == {"triplet_recall": 100 / 3, "triplet_precision": 100.0, "triplets_per_answer": 0.5}
+    assert answer_kind(json.dumps(GRAPH)) == "valid, 2 objects, with relations"
+    assert answer_kind('{"relationships": []}') == "failure: missing_keys"

@@ -45,6 +45,13 @@ class PretrainConfig:
     """also draw the long-form detect / describe / relate prompts written like the scene-graph prompt (needs the
     vocabulary). Off for the committed base: it was pre-trained on the short prompts only (the vocabulary never
     reached the tasks then), and the default keeps ``make demo`` reproducible"""
+    transcribe: bool = False
+    """add the ``transcribe`` task (:func:`~sgglib.embedded.aux_tasks.transcribe_example`: a random scene described
+    in words, written as a scene graph, on a blank image): the schema without the images. Off for the committed
+    base"""
+    unstated_relations: float = 0.0
+    """with ``transcribe``: the share of its descriptions that name the objects only while the answer still lists
+    the relations (guessed: the base learns that a scene graph has relations even where its input names none)"""
     out_dir: str = ""
     """where the base is written ("" = data/models/tiny-base)"""
     run_dir: str = ""
@@ -59,15 +66,20 @@ def pretrain_base(cfg: PretrainConfig | None = None, train_rows=None, **override
     sft = SFTRunConfig(model=str(ensure_tiny_init()), max_steps=cfg.max_steps, seed=cfg.seed, eval_steps=0,
                        val_limit=0, run_dir=cfg.run_dir or f"pretrain-base-seed{cfg.seed}", save_steps=100,
                        **overrides)
-    vocabulary = data.vocabulary("synthetic", seed=cfg.seed) if cfg.long_forms else None
-    examples = AuxExamples(prompts.system_prompt(sft.system_prompt), vocabulary, cfg.seed)
+    vocabulary = data.vocabulary("synthetic", seed=cfg.seed)
+    examples = AuxExamples(prompts.system_prompt(sft.system_prompt), vocabulary if cfg.long_forms else None, cfg.seed,
+                           transcribe=vocabulary if cfg.transcribe else None,
+                           unstated_relations=cfg.unstated_relations)
     result = train_sft(sft, train_rows=train_rows, examples=examples)
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(Path(result["run_dir"]) / "final", out, ignore=shutil.ignore_patterns("training_args.bin"))
-    flags = f" --max-steps {cfg.max_steps} --seed {cfg.seed}" + (" --long-forms" if cfg.long_forms else "")
+    flags = (f" --max-steps {cfg.max_steps} --seed {cfg.seed}" + (" --long-forms" if cfg.long_forms else "")
+             + (" --transcribe" if cfg.transcribe else "")
+             + (f" --unstated-relations {cfg.unstated_relations}" if cfg.unstated_relations else ""))
     record = {**dataclasses.asdict(sft), "model": "tiny-init", "run_dir": None, "global_step": result["global_step"],
-              "long_forms": cfg.long_forms, "command": "python -m sgglib.embedded.pretrain" + flags}
+              "long_forms": cfg.long_forms, "transcribe": cfg.transcribe, "unstated_relations": cfg.unstated_relations,
+              "command": "python -m sgglib.embedded.pretrain" + flags}
     write_json(out / "pretrain_config.json", record)
     return out
 
