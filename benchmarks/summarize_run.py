@@ -20,7 +20,9 @@ from pathlib import Path
 
 EVAL = ("failure_rate", "ap50", "recall", "recall_pooled", "mean_recall", "F@100")
 TRAIN = ("train/reward", "train/reward_edge_hard", "train/reward_format", "train/reward_size_penalty",
-         "train/sampled_failure_rate", "train/sampled_recall", "train/completion_length")
+         "train/reward_node_acc", "train/reward_node_box", "train/reward_edge_soft", "train/sampled_failure_rate",
+         "train/sampled_recall", "train/sampled_objects", "train/sampled_relations", "train/completion_length")
+"""the training columns summarised (those a run logged: the soft preset's node and edge terms, for one)"""
 
 
 def _rows(path: Path) -> list[dict[str, float]]:

@@ -5,10 +5,12 @@ GRPO defaults' prompt, system turn and temperature, scores them with a reward pr
 + the size guard), and computes GRPO's advantage per sample ((r − group mean) / (group std + 1e-4), as TRL does).
 Then it groups the samples by what they are — a parse failure (by reason) or a valid graph (by its number of
 objects, with or without relations) — and reports, per kind, how many there are, their mean reward components and
-their mean advantage; and how many samples try to write a relation (a ``"predicate"`` key anywhere in the text) and
-how many of those parse as a graph with relations. Writes ``reports/bench/zero_diagnosis.json``.
+their mean advantage; and how many samples try to write a relation (a ``"predicate"`` key anywhere in the text),
+how many of those parse as a graph with relations, and their mean advantage. Writes
+``reports/bench/zero_diagnosis.json``; ``--model`` may be a run's ``final/`` (what the samples became after GRPO).
 
-    .venv/bin/python benchmarks/zero_diagnosis.py [--images 16] [--group 8] [--temperature 0.7] [--rewards hard] [--guard strict]
+    .venv/bin/python benchmarks/zero_diagnosis.py [--images 16] [--group 8] [--temperature 0.7] [--rewards hard] \
+        [--guard strict] [--seed 0] [--model tiny-base] [--out F]
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -37,6 +40,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--rewards", default="hard")
     ap.add_argument("--guard", default="strict", choices=("strict", "budget"), help="the size guard (GRPO's guard)")
     ap.add_argument("--max-new-tokens", type=int, default=400)
+    ap.add_argument("--seed", type=int, default=0, help="torch's seed for the sampling")
     ap.add_argument("--out", default=str(reports_dir("bench", "zero_diagnosis.json")))
     args = ap.parse_args(argv)
 
@@ -44,6 +48,7 @@ def main(argv=None) -> dict:
     rows = [rows[i] for i in range(args.images)]
     vocab = data.vocabulary("synthetic")
     model, processor = load_model_and_processor(args.model)
+    torch.manual_seed(args.seed)
     records = predict(model, processor, rows, prompts.user_prompt(vocab), batch_size=max(1, 32 // args.group),
                       max_new_tokens=args.max_new_tokens, do_sample=True, temperature=args.temperature,
                       num_return_sequences=args.group, progress=False)
@@ -61,23 +66,27 @@ def main(argv=None) -> dict:
     kinds = [answer_kind(text) for text in texts]
     for i, k in enumerate(kinds):
         by_kind[k].append(i)
-    attempts = [k for text, k in zip(texts, kinds) if '"predicate"' in text]
+    writes = np.array(['"predicate"' in text for text in texts])
+    attempts = [k for k, w in zip(kinds, writes) if w]
     table = {k: {"samples": len(ix), "share": len(ix) / len(texts), "mean_advantage": float(advantage[ix].mean()),
                  "mean_reward": float(total[ix].mean()),
                  **{f"mean_{name}": float(values[ix].mean()) for name, values in parts.items()}}
              for k, ix in sorted(by_kind.items(), key=lambda kv: -len(kv[1]))}
     result = {"model": args.model, "images": args.images, "group": args.group, "temperature": args.temperature,
+              "seed": args.seed,
               "rewards": weights, "zero_variance_groups": float((groups.std(1) == 0).mean()),
               "guard": args.guard, "groups_with_any_recall": float((recall.reshape(-1, args.group) > 0).any(1).mean()),
               "relation_attempts": len(attempts) / len(texts),
               "relation_attempts_valid": sum(k.endswith("with relations") for k in attempts) / max(1, len(attempts)),
+              "relation_attempts_mean_advantage": float(advantage[writes].mean()) if writes.any() else None,
               "by_kind": table, "command": " ".join(["python"] + sys.argv)}
     write_json(args.out, result)
     for k, row in table.items():
         print(f"{k:<40} {row['samples']:>4}  advantage {row['mean_advantage']:+.2f}  reward {row['mean_reward']:.2f}")
     print(f"zero-variance groups {result['zero_variance_groups']:.0%}, groups with any recall "
           f"{result['groups_with_any_recall']:.0%}, samples writing a relation {result['relation_attempts']:.0%} "
-          f"(valid graphs: {result['relation_attempts_valid']:.0%} of them)")
+          f"(valid graphs: {result['relation_attempts_valid']:.0%} of them, mean advantage "
+          f"{result['relation_attempts_mean_advantage'] or 0:+.2f})")
     return result
 
 
