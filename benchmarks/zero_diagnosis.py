@@ -6,7 +6,9 @@ GRPO defaults' prompt, system turn and temperature, scores them with a reward pr
 Then it groups the samples by what they are — a parse failure (by reason) or a valid graph (by its number of
 objects, with or without relations) — and reports, per kind, how many there are, their mean reward components and
 their mean advantage; and how many samples try to write a relation (a ``"predicate"`` key anywhere in the text),
-how many of those parse as a graph with relations, and their mean advantage. Writes
+how many of those parse as a graph with relations, and their mean advantage; and, read out of the text whether it
+parses or not, how many whole relation entries the attempts hold and the share of those that are annotated
+triplets, ids included (what the format rule throws away). Writes
 ``reports/bench/zero_diagnosis.json``; ``--model`` may be a run's ``final/`` (what the samples became after GRPO).
 
     .venv/bin/python benchmarks/zero_diagnosis.py [--images 16] [--group 8] [--temperature 0.7] [--rewards hard] \
@@ -16,6 +18,7 @@ how many of those parse as a graph with relations, and their mean advantage. Wri
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -29,6 +32,9 @@ from sgglib import data, prompts, rewards  # noqa: E402
 from sgglib.diagnostics import answer_kind  # noqa: E402
 from sgglib.models import load_model_and_processor, predict  # noqa: E402
 from sgglib.runs import reports_dir, write_json  # noqa: E402
+
+TRIPLET = re.compile(r'\{"subject": "([^"]*)", "predicate": "([^"]*)", "object": "([^"]*)"\}')
+"""a whole relation entry as the bases write it, found anywhere in a sample's text, parsed or not"""
 
 
 def main(argv=None) -> dict:
@@ -68,6 +74,10 @@ def main(argv=None) -> dict:
         by_kind[k].append(i)
     writes = np.array(['"predicate"' in text for text in texts])
     attempts = [k for k, w in zip(kinds, writes) if w]
+    # what the attempts would say if their triplets were read out of the broken text: ids exactly as annotated
+    written = [set(TRIPLET.findall(text)) for text in texts]
+    truth = [{(r["subject"], r["predicate"], r["object"]) for r in sol["relationships"]} for sol in sols]
+    salvaged = sum(len(w) for w in written)
     table = {k: {"samples": len(ix), "share": len(ix) / len(texts), "mean_advantage": float(advantage[ix].mean()),
                  "mean_reward": float(total[ix].mean()),
                  **{f"mean_{name}": float(values[ix].mean()) for name, values in parts.items()}}
@@ -79,6 +89,8 @@ def main(argv=None) -> dict:
               "relation_attempts": len(attempts) / len(texts),
               "relation_attempts_valid": sum(k.endswith("with relations") for k in attempts) / max(1, len(attempts)),
               "relation_attempts_mean_advantage": float(advantage[writes].mean()) if writes.any() else None,
+              "salvaged_triplets_per_attempt": salvaged / max(1, len(attempts)),
+              "salvaged_triplet_precision": sum(len(w & t) for w, t in zip(written, truth)) / max(1, salvaged),
               "by_kind": table, "command": " ".join(["python"] + sys.argv)}
     write_json(args.out, result)
     for k, row in table.items():
@@ -86,7 +98,8 @@ def main(argv=None) -> dict:
     print(f"zero-variance groups {result['zero_variance_groups']:.0%}, groups with any recall "
           f"{result['groups_with_any_recall']:.0%}, samples writing a relation {result['relation_attempts']:.0%} "
           f"(valid graphs: {result['relation_attempts_valid']:.0%} of them, mean advantage "
-          f"{result['relation_attempts_mean_advantage'] or 0:+.2f})")
+          f"{result['relation_attempts_mean_advantage'] or 0:+.2f}; {result['salvaged_triplets_per_attempt']:.1f} "
+          f"whole triplets each, {result['salvaged_triplet_precision']:.0%} of them annotated)")
     return result
 
 
