@@ -30,20 +30,15 @@ from sgglib.diagnostics import answer_kind  # noqa: E402
 from sgglib.embedded.aux_tasks import DETECT_PROMPT, RELATE_PROMPT  # noqa: E402
 from sgglib.metrics import compute_metrics  # noqa: E402
 from sgglib.models import load_model_and_processor, predict  # noqa: E402
+from sgglib.parse import answer_region  # noqa: E402
 from sgglib.runs import reports_dir, write_json  # noqa: E402
-
-FENCE = "```"
 
 
 def written_triplets(text: str) -> set[tuple[str, str, str]]:
     """The exact (subject, predicate, object) triplets of a relate answer (``{"relationships": [...]}``, fenced or
     not); an answer that is not that shape writes none."""
-    body = text.strip()
-    if body.startswith(FENCE):
-        body = body[len(FENCE):].removeprefix("json").strip()
-        body = body[:-len(FENCE)] if body.endswith(FENCE) else body
     try:
-        items = json.loads(body)["relationships"]
+        items = json.loads(answer_region(text))["relationships"]
         return {(r["subject"], r["predicate"], r["object"]) for r in items}
     except (json.JSONDecodeError, KeyError, TypeError):  # not a relate answer: it wrote no triplet
         return set()

@@ -75,9 +75,9 @@ def _triplet(relation) -> tuple[str, str, str]:
 def answer_changes(before: Run, after: Run, rows: Sequence[Mapping[str, Any]] | None = None) -> dict[str, float]:
     """Of the images both runs answered greedily, the % whose answer ``after`` left unchanged: the identical text,
     the same object ids in the same order, the same set of relation triplets (subject id, predicate, object id);
-    and, as ``changed_boxes_only``, the % whose ids and triplets stayed while a box moved. A failed answer counts as unchanged only if both texts are identical. With the
-    ground-truth ``rows``, the images whose relation set changed are counted by what that did to their Hard Recall
-    (the reward's per-image recall): rose, fell or held."""
+    and, as ``changed_boxes_only``, the % whose ids and triplets stayed while a box moved. A failed answer counts as
+    unchanged only if both texts are identical. With the ground-truth ``rows``, the images whose relation set changed
+    are counted by what that did to their Hard Recall (the reward's per-image recall): rose, fell or held."""
     a, b = _records(before), _records(after)
     shared = sorted(set(a) & set(b))
     same = {"text": 0, "objects": 0, "relations": 0, "boxes_only": 0}

@@ -119,8 +119,9 @@ def _is_strict(text: str) -> bool:
     return False
 
 
-def _answer_region(text: str) -> str:
-    """The part of the completion that should hold the JSON: inside <answer>, then inside a fence, if present."""
+def answer_region(text: str) -> str:
+    """The part of the completion that should hold the JSON: inside <answer>, then inside a fence, if present.
+    Public for answers that are JSON but no scene graph (the base model's part tasks: ``benchmarks/base_tasks.py``)."""
     i = text.find("<answer>")
     if i >= 0:  # _ANSWER: up to the first </answer>, or to the end if it is never closed
         j = text.find("</answer>", i + len("<answer>"))
@@ -182,7 +183,7 @@ def _build_graph(data: dict) -> ParseResult:
 @lru_cache(maxsize=8192)
 def _parse(text: str) -> ParseResult:
     strict = _is_strict(text)
-    region = _answer_region(text)
+    region = answer_region(text)
     starts = [i for i in (region.find("{"), region.find("[")) if i >= 0]
     if not starts:
         return ParseResult(None, Failure.NO_ANSWER, strict, detail="no JSON object in the completion")

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sgglib.rewards as R
-from sgglib.parse import _ANSWER, _FENCE, _STRICT, Failure, _answer_region, _is_strict, completion_text, \
+from sgglib.parse import _ANSWER, _FENCE, _STRICT, Failure, answer_region, _is_strict, completion_text, \
     parse_completion
 
 OBJ = '{"id": "cat.1", "bbox": [1, 2, 30, 40]}'
@@ -220,4 +220,4 @@ def test_fast_tag_scanning_agrees_with_the_regexes(text):
     for pattern in (_ANSWER, _FENCE):
         m = pattern.search(region)
         region = m.group(1) if m else region
-    assert _answer_region(text).strip() == region.strip()
+    assert answer_region(text).strip() == region.strip()

@@ -125,14 +125,14 @@ def transcribe_example(vocabulary, rng: random.Random, size: tuple[int, int],
     scene's relations: guesses, since nothing in the input shows them. A base trained so writes relations between
     the objects it lists where its input gives none, as a language model writes the relations a scene usually has."""
     graph = random_graph(vocabulary, rng)
-    rest = prompts.closed_prompt(vocabulary.categories, vocabulary.predicates).split("\n", 1)[1]
+    first, rest = prompts.closed_prompt(vocabulary.categories, vocabulary.predicates).split("\n", 1)
     objects = " ".join(f"{o['id']} is at {json.dumps(o['bbox'])}." for o in graph["objects"])
     stated = rng.random() >= unstated_relations if unstated_relations else True
     relations = " ".join(f"{r['subject']} is {r['predicate']} {r['object']}." for r in graph["relationships"]
                          if stated)
     # the description comes first, so the prompt ends as the scene-graph prompt does (its worked example): a base
     # that always read a description after the example answered the scene-graph prompt mid-structure
-    text = ("Generate a scene graph for this description as JSON with two lists.\nDescription: " + objects
+    text = (first.replace("for this image", "for this description") + "\nDescription: " + objects
             + (" " + relations if relations else "") + "\n" + rest)
     blank = Image.new("RGB", size, (255, 255, 255))
     return {"images": [blank], "prompt": prompts.prompt_messages(text, system),
