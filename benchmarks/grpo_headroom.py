@@ -10,7 +10,8 @@ sampling temperature:
 - the failure rate and the structure breaks: relations naming an undefined id (``dangling``), self-relations,
   duplicate ids;
 - how the within-group variance of the ``hard`` preset's weighted reward (what the advantage sees) splits among
-  the format reward, Hard Recall and the size guard.
+  the format reward, Hard Recall and the size guard, with the strict guard (the default) and, from the same
+  samples, with ``guard="budget"`` (``within_group_variance_by_component_budget_guard``).
 
 It also checks that TRL's training forward pairs each completion with its own image: one GRPO step's batch is
 scored under its own images and under another prompt's images (mean token log-prob of the completions). A bug
@@ -43,7 +44,17 @@ def _components(completions, solutions, scales) -> dict[str, np.ndarray]:
         "format_reward": np.array(rewards.FormatReward(strict=False)(completions, **kw)),
         "edge_hard_reward": np.array(rewards.EdgeHardReward()(completions, **kw)),
         "size_penalty_reward": np.array(rewards.SizePenaltyReward()(completions, **kw)),
+        "size_penalty_reward_budget": np.array(rewards.SizePenaltyReward(charge_items=False)(completions, **kw)),
     }
+
+
+def _variance_split(comp: dict[str, np.ndarray], g: int, guard: str) -> tuple[float, dict[str, float]]:
+    """The mean within-group variance of the weighted ``hard`` reward, and that of each weighted component (they
+    need not add up: the components covary), with the ``strict`` or the ``budget`` size guard."""
+    parts = {k: comp[k + ("_budget" if guard == "budget" and k == "size_penalty_reward" else "")] for k in WEIGHTS}
+    total = sum(WEIGHTS[k] * v for k, v in parts.items()).reshape(-1, g)
+    return float(total.var(1).mean()), {k: float((WEIGHTS[k] * v.reshape(-1, g)).var(1).mean())
+                                        for k, v in parts.items()}
 
 
 def _structure(completions) -> dict[str, float]:
@@ -80,10 +91,10 @@ def headroom(model_dir: str, images: int, group_size: int, temperatures, seed: i
         if g > 1:
             entry[f"recall_best_of_{g}"] = 100.0 * recall.max(1).mean()
             entry["groups_with_recall_spread_pct"] = 100.0 * float((recall.std(1) > 0).mean())
-            total = sum(WEIGHTS[k] * v for k, v in comp.items()).reshape(-1, g)
-            entry["within_group_reward_variance"] = float(total.var(1).mean())
-            entry["within_group_variance_by_component"] = {
-                k: float((WEIGHTS[k] * v.reshape(-1, g)).var(1).mean()) for k, v in comp.items()}
+            for guard, suffix in (("strict", ""), ("budget", "_budget_guard")):
+                total, split = _variance_split(comp, g, guard)
+                entry["within_group_reward_variance" + suffix] = total
+                entry["within_group_variance_by_component" + suffix] = split
         out["greedy" if temperature == 0 else f"T={temperature}"] = entry
         print(("greedy" if temperature == 0 else f"T={temperature}"),
               json.dumps({k: round(v, 2) for k, v in entry.items() if isinstance(v, float)}))

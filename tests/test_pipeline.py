@@ -37,6 +37,16 @@ def test_user_overrides_beat_the_budget_table_which_sizes_only_the_embedded_mode
     assert "max_minutes" not in hub and "max_steps" not in hub and hub["model"] == hub_id
 
 
+def test_the_demo_validates_on_200_images_and_samples_before_and_after_rl(tmp_path):
+    # every trained run of `make demo` is validated on the same 200 images; SFT and R1-SGG also sample best-of-8
+    # (notebook 05's headroom before and after RL), the compute-matched control and R1-SGG-Zero do not
+    _grpo_run(tmp_path)
+    params = {s.key: pipeline.stage_parameters(s, tmp_path, "tiny-base") for s in pipeline._stages("tiny-base")
+              if s.key in ("03", "03-matched", "04", "04-zero")}
+    assert {k: p["val_limit"] for k, p in params.items()} == dict.fromkeys(params, 200)
+    assert {k: p["best_of"] for k, p in params.items()} == {"03": 8, "03-matched": 0, "04": 8, "04-zero": 0}
+
+
 def _grpo_run(runs, **config):
     grpo = runs / "grpo"
     grpo.mkdir(parents=True)
@@ -80,7 +90,11 @@ def test_missing_notebooks_are_skipped_and_05_still_reports(tmp_path):
     shutil.copy(repo_path("notebooks", "05_analysis.ipynb"), nb_dir)
     lines = []
     record = pipeline.run_pipeline("empty", model="unused", notebooks_dir=nb_dir, out_root=tmp_path / "reports",
-                                   progress=False, log=lines.append)
+                                   overrides={"05": {"num_panels": 1, "num_pannels": 2}}, progress=False,
+                                   log=lines.append)
+    # a -p NN.name that 05 does not declare is named, not dropped in silence; a declared one passes
+    assert any("NOT PASSED" in line and line.endswith(": num_pannels") for line in lines), lines
+    assert record["stages"][-1]["parameters"]["num_panels"] == 1
     status = {s["stage"]: s["status"] for s in record["stages"]}
     assert status == {"01": "skipped", "02": "skipped", "03": "skipped", "04-zero": "skipped", "04": "skipped",
                       "03-matched": "skipped", "05": "ok"}

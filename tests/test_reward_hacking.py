@@ -171,3 +171,24 @@ def test_budget_guard_does_not_charge_a_slip_within_budget():
     slip = write(objs, rels + [(objs[0][0], "near", objs[0][0])])
     strict, budget = (R.make_rewards(["size_penalty_reward"], guard=g)[0]([slip], [gt])[0] for g in ("strict", "budget"))
     assert strict == pytest.approx(-1 / 15) and budget == 0.0
+
+
+def test_headroom_splits_the_variance_under_both_guards():
+    # benchmarks/grpo_headroom.py: two samples that differ only by a self-relation differ in reward only through the
+    # strict guard; the budget guard charges nothing within budget, so that group has no variance left
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from grpo_headroom import _components, _variance_split
+
+    gt = GTS["small (3 objects, 2 relations)"]
+    objs = [(o["id"], o["bbox"]) for o in gt["objects"]]
+    rels = [(r["subject"], r["predicate"], r["object"]) for r in gt["relationships"]]
+    slip = write(objs, rels + [(objs[0][0], "near", objs[0][0])])
+    comp = _components([correct(gt), slip], [gt, gt], [(1000, 1000)] * 2)
+    strict_total, strict = _variance_split(comp, 2, "strict")
+    budget_total, budget = _variance_split(comp, 2, "budget")
+    assert strict["size_penalty_reward"] > 0 and strict["edge_hard_reward"] == 0 == strict["format_reward"]
+    assert strict_total == pytest.approx(strict["size_penalty_reward"])
+    assert budget_total == 0 == budget["size_penalty_reward"]
