@@ -47,6 +47,25 @@ def test_the_demo_validates_on_200_images_and_samples_before_and_after_rl(tmp_pa
     assert {k: p["best_of"] for k, p in params.items()} == {"03": 8, "03-matched": 0, "04": 8, "04-zero": 0}
 
 
+def test_the_world_01_prepared_reaches_every_later_stage(tmp_path):
+    # notebook 01 records the world's folder in runs/data/dataset.json; 02, 03, both GRPO runs and the compute-matched
+    # SFT get that folder as their dataset, and the folder gives back 01's knobs (a dense, sparse world here)
+    from sgglib.data import synthetic_dir, world_of
+    from sgglib.data.synthetic import WorldConfig
+
+    world = WorldConfig(max_objects=12, count_skew=0.7, annotation_keep=0.6, predicate_choice="preferred")
+    data.load_sgg("synthetic", split="val", world=world, num_images=2, seed=3, cache_dir=tmp_path / "cache")
+    folder = synthetic_dir(world, 3, tmp_path / "cache")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dataset.json").write_text(json.dumps({"dataset": str(folder)}))
+    _grpo_run(tmp_path)
+    stages = [s for s in pipeline._stages("tiny-base") if s.key in ("02", "03", "04-zero", "04", "03-matched")]
+    assert len(stages) == 5
+    for stage in stages:
+        assert pipeline.stage_parameters(stage, tmp_path, "tiny-base")["dataset"] == str(folder), stage.key
+    assert world_of(folder) == (world, 3)
+
+
 def _grpo_run(runs, **config):
     grpo = runs / "grpo"
     grpo.mkdir(parents=True)
