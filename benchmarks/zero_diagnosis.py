@@ -37,6 +37,41 @@ TRIPLET = re.compile(r'\{"subject": "([^"]*)", "predicate": "([^"]*)", "object":
 """a whole relation entry as the bases write it, found anywhere in a sample's text, parsed or not"""
 
 
+def diagnose(texts: list[str], sols: list[dict], group: int, preset: str, guard: str) -> dict:
+    """Score ``texts`` (consecutive groups of ``group`` samples, each beside its ground truth in ``sols``) with the
+    ``preset``'s weights and the ``guard``, and say who gets a positive advantage and what the relation attempts
+    hold (the module docstring's list)."""
+    weights = rewards.reward_weights(preset)
+    fns = rewards.make_rewards(list(weights), format_strict=False, guard=guard)
+    parts = {f.__name__: np.array(f(texts, sols)) for f in fns}
+    total = sum(weights[name] * values for name, values in parts.items())
+    recall = np.array(rewards.make_rewards(["edge_hard_reward"])[0](texts, sols))  # Hard Recall, whatever the preset
+    groups = total.reshape(-1, group)
+    advantage = ((groups - groups.mean(1, keepdims=True)) / (groups.std(1, ddof=1, keepdims=True) + 1e-4)).ravel()
+    by_kind: dict[str, list[int]] = defaultdict(list)
+    kinds = [answer_kind(text) for text in texts]
+    for i, k in enumerate(kinds):
+        by_kind[k].append(i)
+    writes = np.array(['"predicate"' in text for text in texts])
+    attempts = [k for k, w in zip(kinds, writes) if w]
+    # what the attempts would say if their triplets were read out of the broken text: ids exactly as annotated
+    written = [set(TRIPLET.findall(text)) for text in texts]
+    truth = [{(r["subject"], r["predicate"], r["object"]) for r in sol["relationships"]} for sol in sols]
+    salvaged = sum(len(w) for w in written)
+    table = {k: {"samples": len(ix), "share": len(ix) / len(texts), "mean_advantage": float(advantage[ix].mean()),
+                 "mean_reward": float(total[ix].mean()),
+                 **{f"mean_{name}": float(values[ix].mean()) for name, values in parts.items()}}
+             for k, ix in sorted(by_kind.items(), key=lambda kv: -len(kv[1]))}
+    return {"rewards": weights, "zero_variance_groups": float((groups.std(1) == 0).mean()),
+            "guard": guard, "groups_with_any_recall": float((recall.reshape(-1, group) > 0).any(1).mean()),
+            "relation_attempts": len(attempts) / len(texts),
+            "relation_attempts_valid": sum(k.endswith("with relations") for k in attempts) / max(1, len(attempts)),
+            "relation_attempts_mean_advantage": float(advantage[writes].mean()) if writes.any() else None,
+            "salvaged_triplets_per_attempt": salvaged / max(1, len(attempts)),
+            "salvaged_triplet_precision": sum(len(w & t) for w, t in zip(written, truth)) / max(1, salvaged),
+            "by_kind": table}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="tiny-base")
@@ -61,37 +96,10 @@ def main(argv=None) -> dict:
     texts = [r["completion"] for r in records]
     solutions = {str(r["image_id"]): prompts.solution(r) for r in rows}
     sols = [solutions[r["image_id"]] for r in records]
-    weights = rewards.reward_weights(args.rewards)
-    fns = rewards.make_rewards(list(weights), format_strict=False, guard=args.guard)
-    parts = {f.__name__: np.array(f(texts, sols)) for f in fns}
-    total = sum(weights[name] * values for name, values in parts.items())
-    recall = np.array(rewards.make_rewards(["edge_hard_reward"])[0](texts, sols))  # Hard Recall, whatever the preset
-    groups = total.reshape(-1, args.group)
-    advantage = ((groups - groups.mean(1, keepdims=True)) / (groups.std(1, ddof=1, keepdims=True) + 1e-4)).ravel()
-    by_kind: dict[str, list[int]] = defaultdict(list)
-    kinds = [answer_kind(text) for text in texts]
-    for i, k in enumerate(kinds):
-        by_kind[k].append(i)
-    writes = np.array(['"predicate"' in text for text in texts])
-    attempts = [k for k, w in zip(kinds, writes) if w]
-    # what the attempts would say if their triplets were read out of the broken text: ids exactly as annotated
-    written = [set(TRIPLET.findall(text)) for text in texts]
-    truth = [{(r["subject"], r["predicate"], r["object"]) for r in sol["relationships"]} for sol in sols]
-    salvaged = sum(len(w) for w in written)
-    table = {k: {"samples": len(ix), "share": len(ix) / len(texts), "mean_advantage": float(advantage[ix].mean()),
-                 "mean_reward": float(total[ix].mean()),
-                 **{f"mean_{name}": float(values[ix].mean()) for name, values in parts.items()}}
-             for k, ix in sorted(by_kind.items(), key=lambda kv: -len(kv[1]))}
     result = {"model": args.model, "images": args.images, "group": args.group, "temperature": args.temperature,
-              "seed": args.seed,
-              "rewards": weights, "zero_variance_groups": float((groups.std(1) == 0).mean()),
-              "guard": args.guard, "groups_with_any_recall": float((recall.reshape(-1, args.group) > 0).any(1).mean()),
-              "relation_attempts": len(attempts) / len(texts),
-              "relation_attempts_valid": sum(k.endswith("with relations") for k in attempts) / max(1, len(attempts)),
-              "relation_attempts_mean_advantage": float(advantage[writes].mean()) if writes.any() else None,
-              "salvaged_triplets_per_attempt": salvaged / max(1, len(attempts)),
-              "salvaged_triplet_precision": sum(len(w & t) for w, t in zip(written, truth)) / max(1, salvaged),
-              "by_kind": table, "command": " ".join(["python"] + sys.argv)}
+              "seed": args.seed, **diagnose(texts, sols, args.group, args.rewards, args.guard),
+              "command": " ".join(["python"] + sys.argv)}
+    table = result["by_kind"]
     write_json(args.out, result)
     for k, row in table.items():
         print(f"{k:<40} {row['samples']:>4}  advantage {row['mean_advantage']:+.2f}  reward {row['mean_reward']:.2f}")

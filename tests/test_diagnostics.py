@@ -119,3 +119,35 @@ def test_sample_divergence_finds_the_shared_prefix_and_where_samples_leave_the_g
     # the four share the text up to the moved box's first digit: everything before it, in each of them
     common = answer([on]).index("500, 500]")
     assert out["shared_prefix_share"] == pytest.approx(100 * 4 * common / sum(map(len, samples)))
+
+
+def test_zero_diagnosis_says_who_writes_relations_and_what_they_hold():
+    # benchmarks/zero_diagnosis.py on one hand-made group of 4: a one-object list, two broken answers that try a
+    # relation (one annotated triplet, one not) and a valid graph whose relation hits
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from zero_diagnosis import diagnose
+
+    gt = {"objects": [{"id": "a.1", "bbox": [0.1, 0.1, 0.3, 0.3]}, {"id": "b.1", "bbox": [0.5, 0.5, 0.7, 0.7]}],
+          "relationships": [{"subject": "a.1", "predicate": "near", "object": "b.1"}]}
+    objects = '{"objects": [{"id": "a.1", "bbox": [100, 100, 300, 300]}, {"id": "b.1", "bbox": [500, 500, 700, 700]}]'
+    hit, miss = ('{"subject": "a.1", "predicate": "near", "object": "b.1"}',
+                 '{"subject": "b.1", "predicate": "on", "object": "a.1"}')
+    texts = ['{"objects": [{"id": "a.1", "bbox": [100, 100, 300, 300]}], "relationships": []}',
+             objects + ', "relationships": [' + hit + ', {"subject": "a.1", "pred',
+             '{"objects": [{"id": "b.1", "bbox": [5' + miss + ']}',
+             objects + ', "relationships": [' + hit + ']}']
+    out = diagnose(texts, [gt] * 4, 4, "hard", "budget")
+    assert out["relation_attempts"] == 0.75 and out["relation_attempts_valid"] == pytest.approx(1 / 3)
+    assert out["salvaged_triplets_per_attempt"] == 1.0 and out["salvaged_triplet_precision"] == pytest.approx(2 / 3)
+    assert out["groups_with_any_recall"] == 1.0 and out["zero_variance_groups"] == 0.0
+    kinds = out["by_kind"]
+    assert kinds["valid, 2 objects, with relations"]["mean_advantage"] > 0 > kinds["failure: invalid_json"][
+        "mean_advantage"]
+    assert [kinds[k]["samples"] for k in ("failure: truncated", "failure: invalid_json",  # the unclosed one is cut
+                                          "valid, 1 object, no relations")] == [1, 1, 1]
+    # a group's advantages sum to 0, so the three writers' mean is minus the one-object list's, over three
+    only_objects = kinds["valid, 1 object, no relations"]["mean_advantage"]
+    assert only_objects < 0 and out["relation_attempts_mean_advantage"] == pytest.approx(-only_objects / 3)
