@@ -74,7 +74,7 @@ def answers_over_budget(model_dir: Path, rows, budget: int) -> float:
     return 100 * sum(n > budget for n in lengths) / max(1, len(lengths))
 
 
-TRAINING_KEYS = ("reward_format", "reward_edge_hard", "reward_size_penalty", "frac_reward_zero_std",
+TRAINING_KEYS = ("reward_format", "reward_edge_hard", "reward_size_penalty", "frac_reward_zero_std", "entropy",
                  "sampled_failure_rate", "sampled_recall", "sampled_relations", "step_time", "grad_norm",
                  "greedy_reward", "beats_greedy",  # only with baseline="greedy"
                  "credit_dropped", "credit_shift", "credit_unaligned")  # only with credit="triplet" / "causal"

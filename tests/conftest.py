@@ -50,7 +50,6 @@ def policy(tmp_path_factory):
 def mini_cell(tmp_path_factory):
     """The world study's control cell in a few steps (SFT 2 steps, GRPO and its compute-matched SFT 0.01 min, 2
     validation images): run directories with configs and final weights for the benchmarks that read them."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import world_study
 
     root = tmp_path_factory.mktemp("mini-cell")

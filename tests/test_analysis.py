@@ -200,9 +200,6 @@ def test_notebook_05_runs_headless_on_fake_runs(fake, tmp_path):
 
 def test_summarize_run_reads_zero_shot_and_training_runs(fake):
     # benchmarks/summarize_run.py writes reports/reference/*_summary.json from run directories alone
-    import sys
-
-    sys.path.insert(0, str(repo_path("benchmarks")))
     import summarize_run
 
     _, dirs = fake

@@ -124,10 +124,6 @@ def test_sample_divergence_finds_the_shared_prefix_and_where_samples_leave_the_g
 def test_zero_diagnosis_says_who_writes_relations_and_what_they_hold():
     # benchmarks/zero_diagnosis.py on one hand-made group of 4: a one-object list, two broken answers that try a
     # relation (one annotated triplet, one not) and a valid graph whose relation hits
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from zero_diagnosis import diagnose
 
     gt = {"objects": [{"id": "a.1", "bbox": [0.1, 0.1, 0.3, 0.3]}, {"id": "b.1", "bbox": [0.5, 0.5, 0.7, 0.7]}],

@@ -4,16 +4,12 @@ run captures one gradient per step without moving the weights) and the splice of
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import gradient_noise  # noqa: E402
-import splice  # noqa: E402
+import gradient_noise
+import splice
 
 
 def test_estimates_recover_a_known_signal_and_noise():

@@ -218,10 +218,6 @@ def test_transcribe_task_is_text_to_graph_on_a_blank_image():
 
 def test_base_tasks_scores_relate_answers_at_the_level_of_ids():
     # benchmarks/base_tasks.py: a relate answer scores its exact triplets; anything else writes none (not a crash)
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from base_tasks import relate_scores, written_triplets
 
     from sgglib.diagnostics import answer_kind

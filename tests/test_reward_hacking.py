@@ -176,10 +176,6 @@ def test_budget_guard_does_not_charge_a_slip_within_budget():
 def test_headroom_splits_the_variance_under_both_guards():
     # benchmarks/grpo_headroom.py: two samples that differ only by a self-relation differ in reward only through the
     # strict guard; the budget guard charges nothing within budget, so that group has no variance left
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from grpo_headroom import _components, _variance_split
 
     gt = GTS["small (3 objects, 2 relations)"]

@@ -4,14 +4,11 @@ summary holds the table, the recall split and every run's config."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import world_study  # noqa: E402
+import world_study
 
 
 def test_one_cell_in_a_few_steps(tmp_path, capsys):
